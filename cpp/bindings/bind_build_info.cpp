@@ -1,0 +1,33 @@
+// build_info(): what this build compiled in, for users and bug reports.
+#include <omp.h>
+#include <pybind11/pybind11.h>
+
+#include "chita/cuda_backend.h"  // cuda_impl::architectures
+#include "descriptors.h"
+
+namespace chita::bindings {
+
+void bind_build_info(py::module_& m) {
+  m.def("build_info", [] {
+    py::dict info;
+    info["version"] = CHITA_VERSION;
+    info["openmp_threads"] = omp_get_max_threads();
+    info["openmp_version"] = _OPENMP;
+    // Hot loops are compiled for the x86-64 baseline plus an AVX2 clone picked at run time.
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2");
+    info["simd"] = avx2 ? "avx2 (runtime dispatch; baseline sse2)" : "sse2 baseline";
+#if defined(CHITA_WITH_CUDA)
+    info["cuda"] = true;
+#else
+    info["cuda"] = false;
+#endif
+    info["cuda_architectures"] = cuda_impl::architectures();
+    info["cuda_device_count"] = cuda_device_count();
+    info["compiler"] = __VERSION__;
+    return info;
+  });
+  m.def("cuda_device_count", &cuda_device_count);
+}
+
+}  // namespace chita::bindings

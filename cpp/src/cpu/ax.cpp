@@ -1,0 +1,79 @@
+// out = A_S x_S (or A x for all columns): sum of scaled columns, into an n-vector.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/element.h"
+#include "cpu/kernels.h"
+#include "cpu/parallel.h"
+
+namespace chita::cpu {
+namespace {
+
+constexpr std::int64_t kMinChunkColumns = 256;
+constexpr std::int64_t kMaxChunks = 256;  // bounds the partial-sum memory at 256 n doubles
+
+// acc[0..n) += sum over t in [begin, end) of x[t] * column(idx[t]).
+template <typename E>
+__attribute__((target_clones("avx2", "default"))) void axpy_columns(
+    const typename E::Stored* a, std::int64_t n, const std::int64_t* idx, const float* x,
+    std::int64_t begin, std::int64_t end, double* acc) {
+  for (std::int64_t t = begin; t < end; ++t) {
+    const double xt = x[t];
+    if (xt == 0.0) continue;
+    const typename E::Stored* col = a + (idx ? idx[t] : t) * n;
+#pragma omp simd
+    for (std::int64_t i = 0; i < n; ++i) acc[i] += xt * E::load(col, i);
+  }
+}
+
+template <typename E>
+void ax_colmajor(const MatrixView& A, const std::int64_t* idx, const float* x, std::int64_t k,
+                 double* out, int threads) {
+  const auto* a = static_cast<const typename E::Stored*>(A.data);
+  const std::int64_t n = A.n;
+  // The chunking depends on k only, so the summation order is the same for any threads.
+  const std::int64_t chunk =
+      std::max(kMinChunkColumns, (k + kMaxChunks - 1) / kMaxChunks);
+  const std::int64_t chunks = (k + chunk - 1) / chunk;
+  std::vector<double> partial(static_cast<std::size_t>(chunks * n), 0.0);
+  parallel_ranges(chunks, 1, threads, [&](std::int64_t c, std::int64_t) {
+    const std::int64_t begin = c * chunk;
+    axpy_columns<E>(a, n, idx, x, begin, std::min(k, begin + chunk), &partial[c * n]);
+  });
+  std::fill(out, out + n, 0.0);
+  for (std::int64_t c = 0; c < chunks; ++c)
+    for (std::int64_t i = 0; i < n; ++i) out[i] += partial[c * n + i];
+}
+
+template <typename E>
+void ax_rowmajor(const MatrixView& A, const std::int64_t* idx, const float* x, std::int64_t k,
+                 double* out, int threads) {
+  const auto* a = static_cast<const typename E::Stored*>(A.data);
+  parallel_ranges(A.n, 1, threads, [&](std::int64_t i, std::int64_t) {
+    const typename E::Stored* row = a + i * A.p;
+    double acc = 0.0;
+    if (idx) {
+      for (std::int64_t t = 0; t < k; ++t) acc += static_cast<double>(x[t]) * E::load(row, idx[t]);
+    } else {
+#pragma omp simd reduction(+ : acc)
+      for (std::int64_t j = 0; j < k; ++j) acc += static_cast<double>(x[j]) * E::load(row, j);
+    }
+    out[i] = acc;
+  });
+}
+
+}  // namespace
+
+void ax(const MatrixView& A, const std::int64_t* idx, const float* x, std::int64_t k,
+        double* out, int threads) {
+  with_element(A.dtype == DType::bf16, [&](auto e) {
+    using E = decltype(e);
+    if (A.layout == Layout::col_major)
+      ax_colmajor<E>(A, idx, x, k, out, threads);
+    else
+      ax_rowmajor<E>(A, idx, x, k, out, threads);
+  });
+}
+
+}  // namespace chita::cpu

@@ -1,0 +1,78 @@
+// Small Gram matrices for the backsolve: A_S A_S^T (n x n) and A_S^T A_S (k x k), float64.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/element.h"
+#include "cpu/kernels.h"
+#include "cpu/parallel.h"
+
+namespace chita::cpu {
+namespace {
+
+constexpr std::int64_t kBlockColumns = 128;  // columns gathered per rank-update block
+
+template <typename E>
+double load(const MatrixView& A, std::int64_t i, std::int64_t j) {
+  const auto* a = static_cast<const typename E::Stored*>(A.data);
+  return A.layout == Layout::col_major ? E::load(a, j * A.n + i) : E::load(a, i * A.p + j);
+}
+
+inline double dot(const double* x, const double* y, std::int64_t m) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (std::int64_t t = 0; t < m; ++t) s += x[t] * y[t];
+  return s;
+}
+
+// K += B B^T block by block, B = the block's columns gathered as n rows of length kb.
+// Each entry of K is owned by one thread and summed in block order: thread-independent.
+template <typename E>
+void gram_rows_impl(const MatrixView& A, const std::int64_t* idx, std::int64_t k, double* K,
+                    int threads) {
+  const std::int64_t n = A.n;
+  std::fill(K, K + n * n, 0.0);
+  std::vector<double> B(static_cast<std::size_t>(n * kBlockColumns));
+  for (std::int64_t begin = 0; begin < k; begin += kBlockColumns) {
+    const std::int64_t kb = std::min(kBlockColumns, k - begin);
+    parallel_ranges(n, 16, threads, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i)
+        for (std::int64_t t = 0; t < kb; ++t) B[i * kb + t] = load<E>(A, i, idx[begin + t]);
+    });
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 8)
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j <= i; ++j) K[i * n + j] += dot(&B[i * kb], &B[j * kb], kb);
+  }
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = i + 1; j < n; ++j) K[i * n + j] = K[j * n + i];
+}
+
+template <typename E>
+void gram_cols_impl(const MatrixView& A, const std::int64_t* idx, std::int64_t k, double* G,
+                    int threads) {
+  const std::int64_t n = A.n;
+  std::vector<double> C(static_cast<std::size_t>(k * n));  // gathered columns, k x n
+  parallel_ranges(k, 16, threads, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t t = b; t < e; ++t)
+      for (std::int64_t i = 0; i < n; ++i) C[t * n + i] = load<E>(A, i, idx[t]);
+  });
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 8)
+  for (std::int64_t s = 0; s < k; ++s)
+    for (std::int64_t t = 0; t <= s; ++t) G[s * k + t] = G[t * k + s] = dot(&C[s * n], &C[t * n], n);
+}
+
+}  // namespace
+
+void gram_rows(const MatrixView& A, const std::int64_t* idx, std::int64_t k, double* out,
+               int threads) {
+  with_element(A.dtype == DType::bf16,
+               [&](auto e) { gram_rows_impl<decltype(e)>(A, idx, k, out, threads); });
+}
+
+void gram_cols(const MatrixView& A, const std::int64_t* idx, std::int64_t k, double* out,
+               int threads) {
+  with_element(A.dtype == DType::bf16,
+               [&](auto e) { gram_cols_impl<decltype(e)>(A, idx, k, out, threads); });
+}
+
+}  // namespace chita::cpu

@@ -1,0 +1,58 @@
+#include "solvers/dense_linalg.h"
+
+#include <cmath>
+
+#include "chita/errors.h"
+
+namespace chita {
+
+bool cholesky(std::vector<double>& a, std::int64_t m, int threads) {
+  // Row-oriented (left-looking) Cholesky: every update is a contiguous dot product.
+  for (std::int64_t j = 0; j < m; ++j) {
+    double* Lj = &a[j * m];
+    double d = Lj[j];
+    for (std::int64_t t = 0; t < j; ++t) d -= Lj[t] * Lj[t];
+    if (!(d > 0.0) || !std::isfinite(d)) return false;
+    const double ljj = std::sqrt(d);
+    Lj[j] = ljj;
+#pragma omp parallel for num_threads(threads) schedule(static) if (m - j > 256)
+    for (std::int64_t i = j + 1; i < m; ++i) {
+      double* Li = &a[i * m];
+      double s = Li[j];
+      for (std::int64_t t = 0; t < j; ++t) s -= Li[t] * Lj[t];
+      Li[j] = s / ljj;
+    }
+  }
+  return true;
+}
+
+void cholesky_solve(const std::vector<double>& L, std::int64_t m, std::vector<double>& x) {
+  for (std::int64_t i = 0; i < m; ++i) {  // L y = rhs
+    double s = x[i];
+    for (std::int64_t t = 0; t < i; ++t) s -= L[i * m + t] * x[t];
+    x[i] = s / L[i * m + i];
+  }
+  for (std::int64_t i = m - 1; i >= 0; --i) {  // L^T x = y
+    double s = x[i];
+    for (std::int64_t t = i + 1; t < m; ++t) s -= L[t * m + i] * x[t];
+    x[i] = s / L[i * m + i];
+  }
+}
+
+double cholesky_with_jitter(std::vector<double>& a, std::int64_t m, int threads) {
+  double trace = 0.0;
+  for (std::int64_t i = 0; i < m; ++i) trace += a[i * m + i];
+  const double scale = trace > 0 ? trace / static_cast<double>(m) : 1.0;
+  const std::vector<double> original = a;
+  double jitter = 0.0;
+  for (int attempt = 0; attempt < 12; ++attempt) {
+    if (cholesky(a, m, threads)) return jitter;
+    jitter = jitter == 0.0 ? 1e-12 * scale : jitter * 10.0;
+    a = original;
+    for (std::int64_t i = 0; i < m; ++i) a[i * m + i] += jitter;
+  }
+  CHITA_ASSERT(false && "Gram matrix could not be factored even with jitter");
+  return jitter;
+}
+
+}  // namespace chita

@@ -1,0 +1,201 @@
+// Hot kernels on a matrix far larger than the caches, as a fraction of the copy bandwidth
+// measured in the same run (bytes read + written by a parallel copy of A's size).
+//
+//   chita_bench_kernels [--n=256] [--p=2000000] [--sparsity=0.9] [benchmark flags]
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "chita/backend.h"
+#include "chita/problem.h"
+
+namespace {
+
+std::int64_t g_n = 256, g_p = 2000000;
+double g_sparsity = 0.9;
+double g_copy_gbs = 0.0;
+
+struct Data {
+  std::vector<float> a32, r, w, x;
+  std::vector<std::uint16_t> a16;
+  std::vector<std::int64_t> support;
+  std::vector<double> out_n;
+  std::vector<float> out_p;
+  Data() {
+    const std::int64_t np = g_n * g_p;
+    a32.resize(np);
+    a16.resize(np);
+#pragma omp parallel
+    {
+      std::mt19937 gen(1234 + omp_get_thread_num());
+      std::normal_distribution<float> normal;
+#pragma omp for schedule(static)
+      for (std::int64_t i = 0; i < np; ++i) {
+        a32[i] = normal(gen);
+        std::uint32_t bits;
+        std::memcpy(&bits, &a32[i], 4);
+        a16[i] = static_cast<std::uint16_t>(bits >> 16);
+      }
+    }
+    std::mt19937 gen(7);
+    std::normal_distribution<float> normal;
+    r.resize(g_n);
+    for (auto& v : r) v = normal(gen);
+    w.resize(g_p);
+    for (auto& v : w) v = normal(gen);
+    const std::int64_t k = static_cast<std::int64_t>((1.0 - g_sparsity) * g_p);
+    for (std::int64_t j = 0; j < g_p && static_cast<std::int64_t>(support.size()) < k; ++j)
+      if (j % (g_p / k) == 0) support.push_back(j);
+    x.assign(support.size(), 0.5f);
+    out_n.resize(g_n);
+    out_p.resize(g_p);
+  }
+  chita::MatrixView view(bool bf16) const {
+    chita::MatrixView A;
+    A.data = bf16 ? static_cast<const void*>(a16.data()) : a32.data();
+    A.n = g_n;
+    A.p = g_p;
+    A.dtype = bf16 ? chita::DType::bf16 : chita::DType::f32;
+    return A;
+  }
+};
+
+Data& data() {
+  static Data d;
+  return d;
+}
+
+// Parallel copy of A's float32 bytes: the bandwidth floor every kernel is compared with.
+double measure_copy_gbs() {
+  const auto& src = data().a32;
+  std::vector<float> dst(src.size());
+  const std::int64_t m = static_cast<std::int64_t>(src.size());
+  double best = 1e30;
+  for (int rep = 0; rep < 6; ++rep) {  // first rep warms (page faults on dst)
+    const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < m; ++i) dst[i] = src[i];
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rep > 0 && s < best) best = s;
+  }
+  benchmark::DoNotOptimize(dst.data());
+  return 2.0 * m * sizeof(float) / best / 1e9;
+}
+
+// Times `body` per iteration with a wall clock (the kernels are multi-threaded) and reports
+// GB/s and the fraction of the copy bandwidth measured at start-up.
+template <typename Body>
+void timed(benchmark::State& state, double bytes_per_iter, Body body) {
+  double total = 0.0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    body();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    state.SetIterationTime(s);
+    total += s;
+  }
+  const double gbs = bytes_per_iter * state.iterations() / total / 1e9;
+  state.counters["GB/s"] = gbs;
+  state.counters["frac_copy_bw"] = gbs / g_copy_gbs;
+}
+
+void BM_Atr(benchmark::State& state) {
+  const bool bf16 = state.range(0);
+  auto& d = data();
+  const auto A = d.view(bf16);
+  auto be = chita::make_backend(chita::DeviceRef{}, 0);
+  timed(state, static_cast<double>(A.bytes()), [&] { be->atr(A, d.r.data(), d.out_p.data()); });
+}
+
+void BM_AxSparse(benchmark::State& state) {
+  const bool bf16 = state.range(0);
+  auto& d = data();
+  const auto A = d.view(bf16);
+  auto be = chita::make_backend(chita::DeviceRef{}, 0);
+  const std::int64_t k = d.support.size();
+  timed(state, static_cast<double>(k * g_n * A.element_bytes()),
+        [&] { be->ax_sparse(A, d.support.data(), d.x.data(), k, d.out_n.data()); });
+}
+
+void BM_TopkAbs(benchmark::State& state) {
+  auto& d = data();
+  auto be = chita::make_backend(chita::DeviceRef{}, 0);
+  std::vector<std::int64_t> idx(d.support.size());
+  timed(state, static_cast<double>(g_p * sizeof(float)),
+        [&] { be->topk_abs(d.w.data(), g_p, idx.size(), idx.data()); });
+}
+
+// One IHT iteration measured inside the real solver: (T(11 iters) - T(1 iter)) / 10.
+void BM_IhtIteration(benchmark::State& state) {
+  const bool bf16 = state.range(0);
+  auto& d = data();
+  const auto A = d.view(bf16);
+  auto be = chita::make_backend(chita::DeviceRef{}, 0);
+  std::vector<double> b64(g_n);
+  be->ax_dense(A, d.w.data(), b64.data());
+  std::vector<float> b(b64.begin(), b64.end());
+  for (auto& v : b) v *= 1.01f;  // b != A w_bar: the first iterations keep moving
+  chita::Problem pb;
+  pb.A = A;
+  pb.b = b.data();
+  pb.w_bar = d.w.data();
+  pb.lam = 1.0;
+  pb.k = static_cast<std::int64_t>(d.support.size());
+  chita::SolveOptions opt;
+  opt.method = "iht";
+  opt.tol = 0.0;
+  auto run = [&](int iters) {
+    opt.max_iter = iters;
+    const auto res = chita::solve(*be, pb, opt);
+    return std::pair<double, int>(res.seconds, res.iterations);
+  };
+  double total = 0.0;
+  for (auto _ : state) {
+    const auto one = run(1);
+    const auto many = run(11);
+    const int extra = many.second - one.second;
+    const double s = extra > 0 ? (many.first - one.first) / extra : many.first;
+    state.SetIterationTime(s);
+    total += s;
+  }
+  // Bytes of A streamed once, over the iteration time: 1.0 x copy bandwidth would mean the
+  // iteration costs exactly one pass over A at copy speed.
+  const double gbs = static_cast<double>(A.bytes()) * state.iterations() / total / 1e9;
+  state.counters["GB/s"] = gbs;
+  state.counters["frac_copy_bw"] = gbs / g_copy_gbs;
+}
+
+}  // namespace
+
+BENCHMARK(BM_Atr)->Arg(0)->Arg(1)->ArgName("bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AxSparse)->Arg(0)->Arg(1)->ArgName("bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TopkAbs)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_IhtIteration)->Arg(0)->Arg(1)->ArgName("bf16")->UseManualTime()->Iterations(2)
+    ->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--n=", 0) == 0) g_n = std::stoll(a.substr(4));
+    else if (a.rfind("--p=", 0) == 0) g_p = std::stoll(a.substr(4));
+    else if (a.rfind("--sparsity=", 0) == 0) g_sparsity = std::stod(a.substr(11));
+    else rest.push_back(argv[i]);
+  }
+  int rest_argc = static_cast<int>(rest.size());
+  benchmark::Initialize(&rest_argc, rest.data());
+  data();
+  g_copy_gbs = measure_copy_gbs();
+  std::printf("n=%lld p=%lld sparsity=%.3f threads=%d A(f32)=%.2f GB copy bandwidth=%.2f GB/s\n",
+              static_cast<long long>(g_n), static_cast<long long>(g_p), g_sparsity,
+              omp_get_max_threads(), g_n * g_p * 4 / 1e9, g_copy_gbs);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+}

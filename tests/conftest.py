@@ -21,14 +21,21 @@ def device(request):
 
 
 def on_device(A, device):
-    """A numpy matrix as the solver input for `device` (same layout)."""
+    """A numpy matrix (float32 or ml_dtypes.bfloat16) as the solver input for `device`,
+    keeping its layout: numpy on the CPU, a torch CUDA tensor on cuda."""
     if device == "cpu":
         return A
+    import ml_dtypes
     import torch
 
-    t = torch.from_numpy(np.ascontiguousarray(A.T) if A.flags.f_contiguous else A)
+    col = A.flags.f_contiguous and not A.flags.c_contiguous
+    base = np.ascontiguousarray(A.T if col else A)
+    if base.dtype == ml_dtypes.bfloat16:  # torch.from_numpy does not know ml_dtypes
+        t = torch.from_numpy(base.view(np.int16)).view(torch.bfloat16)
+    else:
+        t = torch.from_numpy(base)
     t = t.to("cuda")
-    return t.T if A.flags.f_contiguous else t
+    return t.T if col else t
 
 
 def make_instance(kind: str, n: int, p: int, seed: int):

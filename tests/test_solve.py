@@ -72,7 +72,8 @@ def test_iht_objective_never_increases_and_beats_mp(kind, device):
     res = chita_ext.solve(on_device(A, device), w_bar, 200, lam=lam, method="iht", max_iter=200)
     h = res.history
     assert h[0] == pytest.approx(mp.objective, rel=1e-9)
-    assert np.all(np.diff(h) <= 1e-9 * abs(h[0])), "IHT history must be non-increasing"
+    # Non-increasing up to float rounding (residuals are refreshed exactly every 8 steps).
+    assert np.all(np.diff(h) <= 1e-6 * abs(h[0])), "IHT history must be non-increasing"
     assert res.objective <= h[-1] * (1 + 1e-9)
     assert res.objective < 0.9 * mp.objective
     assert res.iterations == len(h) - 1 > 0

@@ -25,7 +25,7 @@ void bind_solve(py::module_& m) {
       [](BackendHandle& h, const MatrixView& A, std::uintptr_t b, std::uintptr_t w_bar,
          std::uintptr_t alpha, std::uintptr_t w0, std::int64_t k, double lam,
          const std::string& method, int max_iter, double tol, int power_iters,
-         int max_doublings, double time_limit) {
+         int max_doublings, double time_limit, const py::dict& quality) {
         Problem pb;
         pb.A = A;
         pb.b = ptr<const float>(b);
@@ -42,6 +42,12 @@ void bind_solve(py::module_& m) {
         opt.power_iters = power_iters;
         opt.max_doublings = max_doublings;
         opt.time_limit = time_limit;
+        // Options of the quality methods (docs/solvers.md), by SolveOptions field name.
+        if (quality.contains("greedy_rate")) opt.greedy_rate = quality["greedy_rate"].cast<double>();
+        if (quality.contains("swap_rounds")) opt.swap_rounds = quality["swap_rounds"].cast<int>();
+        if (quality.contains("swap_size")) opt.swap_size = quality["swap_size"].cast<std::int64_t>();
+        if (quality.contains("blocks")) opt.blocks = quality["blocks"].cast<std::vector<std::int64_t>>();
+        if (quality.contains("block_size")) opt.block_size = quality["block_size"].cast<std::int64_t>();
         SolveResult res;
         {
           py::gil_scoped_release nogil;
@@ -60,13 +66,14 @@ void bind_solve(py::module_& m) {
         info["steps_opt"] = res.steps_opt;
         info["steps_chg"] = res.steps_chg;
         info["steps_lip"] = res.steps_lip;
+        info["iteration_seconds"] = res.iteration_seconds;
         out["info"] = info;
         return out;
       },
       py::arg("backend"), py::arg("A"), py::arg("b"), py::arg("w_bar"), py::arg("alpha"),
       py::arg("w0"), py::arg("k"), py::arg("lam"), py::arg("method"), py::arg("max_iter"),
       py::arg("tol"), py::arg("power_iters"), py::arg("max_doublings"),
-      py::arg("time_limit"));
+      py::arg("time_limit"), py::arg("quality") = py::dict());
 
   m.def("methods", [] {
     int count = 0;

@@ -39,6 +39,25 @@ def default_b(info: _arrays.MatrixInfo, w_bar, threads: int):
     return out.astype(np.float32) if isinstance(out, np.ndarray) else out.float()
 
 
+def _quality_options(greedy_rate, swap_rounds, swap_size, blocks, block_size, p):
+    """Checks and packs the options of the quality methods (docs/solvers.md)."""
+    if greedy_rate is not None and not (isinstance(greedy_rate, Real) and greedy_rate >= 0):
+        raise ValueError(f"greedy_rate={greedy_rate!r} must be a number >= 0 or None (auto)")
+    if not (isinstance(swap_rounds, Integral) and swap_rounds >= 0):
+        raise ValueError(f"swap_rounds={swap_rounds!r} must be an integer >= 0")
+    if not (isinstance(swap_size, Integral) and swap_size >= 0):
+        raise ValueError(f"swap_size={swap_size!r} must be an integer >= 0 (0: auto)")
+    if not (isinstance(block_size, Integral) and block_size >= 0):
+        raise ValueError(f"block_size={block_size!r} must be an integer >= 0 (0: whole layers)")
+    edges = [] if blocks is None else [int(e) for e in blocks]
+    edges = [e for e in edges if e != 0]
+    if any(b <= a for a, b in zip([0] + edges, edges)) or (edges and edges[-1] > p):
+        raise ValueError(f"blocks={blocks!r} must be increasing layer boundaries in (0, p={p}]")
+    return {"greedy_rate": -1.0 if greedy_rate is None else float(greedy_rate),
+            "swap_rounds": int(swap_rounds), "swap_size": int(swap_size),
+            "blocks": edges, "block_size": int(block_size)}
+
+
 def solve(
     A,
     w_bar,
@@ -56,6 +75,11 @@ def solve(
     check_finite: bool = True,
     power_iters: int = 30,
     max_doublings: int = 10,
+    greedy_rate: float | None = None,
+    swap_rounds: int = 30,
+    swap_size: int = 0,
+    blocks=None,
+    block_size: int = 0,
 ) -> SolveResult:
     """Prune: minimise the local quadratic model of the loss with at most k non-zeros.
 
@@ -133,6 +157,7 @@ def solve(
         0 if w0_v is None else _arrays.pointer(w0_v),
         int(k), float(lam), method, int(max_iter), float(tol), int(power_iters),
         int(max_doublings), float(time_limit or 0.0),
+        _quality_options(greedy_rate, swap_rounds, swap_size, blocks, block_size, info.p),
     )
     return SolveResult(
         w=out["w"], support=out["support"], objective=float(out["objective"]),

@@ -28,6 +28,13 @@ struct SolveOptions {
   int power_iters = 30;            // for L = ||A||_2^2 + lam
   int max_doublings = 10;          // step doubling trials when the support changes
   double time_limit = 0.0;         // seconds; <= 0: none
+  // ---- quality methods (greedy, swap, active, block, auto; docs/solvers.md) ----------
+  double greedy_rate = -1.0;       // greedy: columns added per pass = rate * |S| (>= 1);
+                                   // 0: one at a time (OMP order); < 0: auto picks
+  int swap_rounds = 30;            // local search: rounds of swap moves (one pass each)
+  std::int64_t swap_size = 0;      // local search: largest batch of swaps tried; 0: auto
+  std::vector<std::int64_t> blocks;  // block: layer boundaries 0 < ... < p (empty: one layer)
+  std::int64_t block_size = 0;     // block: weights per block inside a layer; 0: whole layer
 };
 
 struct SolveResult {
@@ -42,6 +49,7 @@ struct SolveResult {
   // How each IHT step chose tau: counts of "opt" (exact, support kept), "chg" (a trial at
   // or beyond tau_chg), "lip" (1/L).
   int steps_opt = 0, steps_chg = 0, steps_lip = 0;
+  double iteration_seconds = 0.0;  // time inside the iterations (no set-up, no backsolve)
 };
 
 // Runs options.method on the problem with the given backend. Throws InvalidArgument on

@@ -125,6 +125,12 @@ class CpuBackend final : public Backend {
     for (std::int64_t t = 0; t < k; ++t) mask[idx[t]] = value;
   }
 
+  void scale_unmarked(float scale, const std::int64_t* idx, std::int64_t k,
+                      const std::uint8_t* mask, std::int64_t, float* x) override {
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t t = 0; t < k; ++t) x[t] = mask[idx[t]] ? 0.0f : scale * x[t];
+  }
+
   double max_abs_unmasked(const float* g, const std::uint8_t* mask, std::int64_t m) override {
     float best = 0.0f;
 #pragma omp parallel for num_threads(threads_) reduction(max : best) schedule(static)

@@ -14,6 +14,9 @@ namespace chita {
 namespace {
 
 constexpr double kBeyondChange = 1e-3;  // try tau_chg (1 + eps) so the support does change
+// Residuals are updated incrementally (touching only changed columns); recompute them from
+// scratch this often so float rounding cannot accumulate.
+constexpr int kExactResidualEvery = 8;
 
 class Iht {
  public:
@@ -21,9 +24,10 @@ class Iht {
       : be_(be), pb_(pb), opt_(opt), n_(pb.A.n), p_(pb.A.p), k_(pb.k), eval_(be, pb),
         cur_(be, k_), trial_(be, k_), best_(be, k_),
         w_(be.alloc_f32(p_)), g_(be.alloc_f32(p_)), v_(be.alloc_f32(p_)),
-        g_s_(be.alloc_f32(k_)), mask_(be.alloc_u8(p_)),
+        g_s_(be.alloc_f32(k_)), delta_new_(be.alloc_f32(k_)), delta_old_(be.alloc_f32(k_)),
+        mask_(be.alloc_u8(p_)), mask_trial_(be.alloc_u8(p_)),
         r_(be.alloc_f64(n_)), r_trial_(be.alloc_f64(n_)), r_best_(be.alloc_f64(n_)),
-        a_g_s_(be.alloc_f64(n_)), r32_(be.alloc_f32(n_)) {}
+        a_g_s_(be.alloc_f64(n_)), a_delta_(be.alloc_f64(n_)), r32_(be.alloc_f32(n_)) {}
 
   SolveResult run() {
     Stopwatch clock;
@@ -33,8 +37,10 @@ class Iht {
     f_ = eval_.evaluate(cur_.idx.data(), cur_.val.data(), k_, r_.data());
     be_.fill(w_.data(), p_, 0.0f);
     be_.fill_u8(mask_.data(), p_, 0);
+    be_.fill_u8(mask_trial_.data(), p_, 0);
     sync_dense();
     res.history.push_back(f_);
+    Stopwatch loop_clock;
     for (int it = 0; it < opt_.max_iter; ++it) {
       if (opt_.time_limit > 0 && clock.seconds() > opt_.time_limit) break;
       const double f_old = f_;
@@ -43,12 +49,15 @@ class Iht {
         break;
       }
       ++res.iterations;
+      if (res.iterations % kExactResidualEvery == 0)
+        f_ = eval_.evaluate(cur_.idx.data(), cur_.val.data(), k_, r_.data());
       res.history.push_back(f_);
       if (relative_decrease(f_old, f_) < opt_.tol) {
         res.converged = true;
         break;
       }
     }
+    res.iteration_seconds = loop_clock.seconds();
     // Backsolve on the final support: optimal for that support, so never worse.
     backsolve(be_, pb_, cur_.idx.data(), k_, best_.val.data(), opt_.threads);
     const double f_bso = eval_.evaluate(cur_.idx.data(), best_.val.data(), k_, r_best_.data());
@@ -72,11 +81,27 @@ class Iht {
     if (pb_.alpha) be_.axpby(1.0f, g_.data(), 1.0f, pb_.alpha, g_.data(), p_);
   }
 
-  // f at H_k(w - tau g); the candidate lands in trial_ / r_trial_.
+  // f at H_k(w - tau g); the candidate lands in trial_ / r_trial_. With T the new support
+  // and v = w - tau g: A v_T = A w_S - tau A g_S + A delta, where delta = v on T \ S and
+  // -v on S \ T, so only the columns that change are touched (A g_S is already known).
   double evaluate_trial(double tau) {
     be_.axpby(1.0f, w_.data(), static_cast<float>(-tau), g_.data(), v_.data(), p_);
     top_k_of(be_, v_.data(), p_, trial_);
-    return eval_.evaluate(trial_.idx.data(), trial_.val.data(), k_, r_trial_.data());
+    const std::int64_t* T = trial_.idx.data();
+    const std::int64_t* S = cur_.idx.data();
+    be_.axpby(1.0f, trial_.val.data(), 0.0f, trial_.val.data(), delta_new_.data(), k_);
+    be_.scale_unmarked(1.0f, T, k_, mask_.data(), p_, delta_new_.data());
+    be_.scatter_u8(1, T, k_, mask_trial_.data());
+    be_.gather(v_.data(), S, k_, delta_old_.data());
+    be_.scale_unmarked(-1.0f, S, k_, mask_trial_.data(), p_, delta_old_.data());
+    be_.scatter_u8(0, T, k_, mask_trial_.data());
+    double* r = r_trial_.data();
+    be_.axpby_f64(1.0, r_.data(), tau, a_g_s_.data(), r, n_);  // r + tau A g_S
+    be_.ax_sparse(pb_.A, T, delta_new_.data(), k_, a_delta_.data());
+    be_.axpby_f64(1.0, r, -1.0, a_delta_.data(), r, n_);
+    be_.ax_sparse(pb_.A, S, delta_old_.data(), k_, a_delta_.data());
+    be_.axpby_f64(1.0, r, -1.0, a_delta_.data(), r, n_);
+    return eval_.from_residual(T, trial_.val.data(), k_, r);
   }
 
   void keep_trial_as_best() {
@@ -139,10 +164,10 @@ class Iht {
   }
 
   bool take_support_step(double tau, SolveResult& res) {
-    // x <- x - tau g_S on the same support; the residual is recomputed exactly.
+    // x <- x - tau g_S on the same support, r <- r + tau A g_S.
     be_.axpby(1.0f, cur_.val.data(), static_cast<float>(-tau), g_s_.data(), trial_.val.data(), k_);
-    const double f =
-        eval_.evaluate(cur_.idx.data(), trial_.val.data(), k_, r_trial_.data());
+    be_.axpby_f64(1.0, r_.data(), tau, a_g_s_.data(), r_trial_.data(), n_);
+    const double f = eval_.from_residual(cur_.idx.data(), trial_.val.data(), k_, r_trial_.data());
     if (!(f < f_)) return false;  // rounding ate the decrease: converged
     std::swap(cur_.val, trial_.val);
     std::swap(r_, r_trial_);
@@ -174,9 +199,9 @@ class Iht {
   const std::int64_t n_, p_, k_;
   ObjectiveEvaluator eval_;
   SparseIterate cur_, trial_, best_;
-  Buffer<float> w_, g_, v_, g_s_;
-  Buffer<std::uint8_t> mask_;
-  Buffer<double> r_, r_trial_, r_best_, a_g_s_;
+  Buffer<float> w_, g_, v_, g_s_, delta_new_, delta_old_;
+  Buffer<std::uint8_t> mask_, mask_trial_;
+  Buffer<double> r_, r_trial_, r_best_, a_g_s_, a_delta_;
   Buffer<float> r32_;
   double f_ = 0.0;
   double L_ = 0.0;

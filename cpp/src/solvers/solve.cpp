@@ -6,6 +6,7 @@
 #include "chita/problem.h"
 #include "solvers/common.h"   // ObjectiveEvaluator
 #include "solvers/methods.h"
+#include "solvers/quality_methods.h"  // greedy, swap, active, block, auto
 
 namespace chita {
 namespace {
@@ -15,6 +16,11 @@ const MethodEntry kMethods[] = {
     {"mp", solve_mp},
     {"bso", solve_bso},
     {"iht", solve_iht},
+    {"greedy", solve_greedy},
+    {"swap", solve_swap},
+    {"active", solve_active},
+    {"block", solve_block},
+    {"auto", solve_auto},
 };
 
 std::string method_names() {

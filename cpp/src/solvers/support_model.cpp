@@ -1,0 +1,229 @@
+#include "solvers/support_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "chita/errors.h"
+#include "solvers/common.h"        // backsolve
+#include "solvers/dense_linalg.h"  // cholesky_with_jitter
+
+namespace chita {
+
+bool chol_rank1(std::vector<double>& L, std::int64_t n, std::vector<double>& x, double sign) {
+  for (std::int64_t c = 0; c < n; ++c) {
+    double* col = &L[c * n];
+    const double lcc = col[c];
+    const double r2 = lcc * lcc + sign * x[c] * x[c];
+    if (!(r2 > 0.0) || !std::isfinite(r2)) return false;
+    const double r = std::sqrt(r2), cs = r / lcc, sn = x[c] / lcc;
+    col[c] = r;
+    for (std::int64_t i = c + 1; i < n; ++i) {
+      col[i] = (col[i] + sign * sn * x[i]) / cs;
+      x[i] = cs * x[i] - sn * col[i];
+    }
+  }
+  return true;
+}
+
+void chol_solve_colmajor(const std::vector<double>& L, std::int64_t n, std::vector<double>& x) {
+  for (std::int64_t c = 0; c < n; ++c) {  // L y = rhs, column by column
+    const double* col = &L[c * n];
+    x[c] /= col[c];
+    for (std::int64_t i = c + 1; i < n; ++i) x[i] -= col[i] * x[c];
+  }
+  for (std::int64_t c = n - 1; c >= 0; --c) {  // L^T x = y: contiguous dot products
+    const double* col = &L[c * n];
+    double s = x[c];
+    for (std::int64_t i = c + 1; i < n; ++i) s -= col[i] * x[i];
+    x[c] = s / col[c];
+  }
+}
+
+SupportModel::SupportModel(Backend& be, const Problem& pb, int threads)
+    : be_(be), pb_(pb), threads_(threads), n_(pb.A.n), p_(pb.A.p),
+      wbar_(static_cast<std::size_t>(pb.A.p)), b_(static_cast<std::size_t>(pb.A.n)),
+      in_S_(static_cast<std::size_t>(pb.A.p), 0), one_dev_(be.alloc_f32(1)),
+      e32_dev_(be.alloc_f32(pb.A.n)), col_dev_(be.alloc_f64(pb.A.n)) {
+  CHITA_THROW_IF_NOT(!pb.alpha || pb.lam > 0,
+                     "this method needs lam > 0 when a linear term alpha is given");
+  be.to_host(wbar_.data(), pb.w_bar, p_ * 4);
+  if (pb.alpha) {
+    alpha_.resize(static_cast<std::size_t>(p_));
+    be.to_host(alpha_.data(), pb.alpha, p_ * 4);
+  }
+  std::vector<float> b32(static_cast<std::size_t>(n_));
+  be.to_host(b32.data(), pb.b, n_ * 4);
+  double b_sq = 0;
+  for (std::int64_t i = 0; i < n_; ++i) b_[i] = b32[i], b_sq += b_[i] * b_[i];
+  for (float v : wbar_) wbar_sq_ += static_cast<double>(v) * v;
+  // lam = 0: a vanishing ridge keeps P invertible; the final values come from a backsolve.
+  lam_ = pb.lam > 0 ? pb.lam : 1e-10 * (b_sq / static_cast<double>(n_) + 1e-30);
+  const float one = 1.0f;
+  be.to_device(one_dev_.data(), &one, 4);
+}
+
+void SupportModel::fetch_columns(const std::vector<std::int64_t>& cols,
+                                 std::vector<double>& out) const {
+  // Column j = A e_j: ax_sparse with a single index, so this works on every backend.
+  const std::int64_t m = static_cast<std::int64_t>(cols.size());
+  auto& self = const_cast<SupportModel&>(*this);
+  if (idx_dev_.size() < m) self.idx_dev_ = be_.alloc_i64(std::max<std::int64_t>(m, 64));
+  if (m > 0) be_.to_device(idx_dev_.data(), cols.data(), m * 8);
+  out.resize(static_cast<std::size_t>(m * n_));
+  for (std::int64_t t = 0; t < m; ++t) {
+    be_.ax_sparse(pb_.A, idx_dev_.data() + t, one_dev_.data(), 1, col_dev_.data());
+    be_.to_host(&out[t * n_], col_dev_.data(), n_ * 8);
+  }
+}
+
+void SupportModel::apply(State& s, const std::vector<std::int64_t>& cols,
+                         const std::vector<double>& C, double sign) const {
+  std::vector<double> x(static_cast<std::size_t>(n_));
+  for (std::size_t t = 0; t < cols.size(); ++t) {
+    const std::int64_t j = cols[t];
+    const double* a = &C[t * n_];
+    const double wb = wbar_[j], al = alpha_.empty() ? 0.0 : alpha_[j];
+    for (std::int64_t i = 0; i < n_; ++i) {
+      s.r0[i] -= sign * wb * a[i];
+      s.z[i] += sign * al * a[i];
+    }
+    s.alpha_sq += sign * al * al;
+    s.alpha_wbar += sign * al * wb;
+    s.wbar_out_sq -= sign * wb * wb;
+    std::copy(a, a + n_, x.begin());
+    if (!chol_rank1(s.L, n_, x, sign)) s.L.clear();  // lost definiteness: caller refactors
+  }
+}
+
+double SupportModel::evaluate(const State& s, std::vector<double>* e_out) const {
+  std::vector<double> e(static_cast<std::size_t>(n_));
+  for (std::int64_t i = 0; i < n_; ++i) e[i] = lam_ * s.r0[i] + s.z[i];
+  chol_solve_colmajor(s.L, n_, e);
+  double er = 0, ez = 0;
+  for (std::int64_t i = 0; i < n_; ++i) er += e[i] * s.r0[i], ez += e[i] * s.z[i];
+  const double f = 0.5 * er + (alpha_.empty() ? 0.0 : (ez - s.alpha_sq) / (2 * lam_)) +
+                   s.alpha_wbar + 0.5 * pb_.lam * std::max(s.wbar_out_sq, 0.0);
+  if (e_out) *e_out = std::move(e);
+  return f;
+}
+
+void SupportModel::refactor(State& s, const std::vector<std::int64_t>& S) const {
+  std::vector<std::int64_t> sorted(S);
+  std::sort(sorted.begin(), sorted.end());
+  const std::int64_t k = static_cast<std::int64_t>(sorted.size());
+  std::vector<double> P(static_cast<std::size_t>(n_ * n_), 0.0);
+  s.r0 = b_;
+  s.z.assign(static_cast<std::size_t>(n_), 0.0);
+  s.alpha_sq = s.alpha_wbar = 0;
+  double wbar_in = 0;
+  if (k > 0) {
+    auto idx = be_.alloc_i64(k);
+    be_.to_device(idx.data(), sorted.data(), k * 8);
+    be_.gram_rows(pb_.A, idx.data(), k, P.data());
+    std::vector<float> vals(static_cast<std::size_t>(k));
+    auto vals_dev = be_.alloc_f32(k);
+    auto out = be_.alloc_f64(n_);
+    std::vector<double> host(static_cast<std::size_t>(n_));
+    for (std::int64_t t = 0; t < k; ++t) vals[t] = wbar_[sorted[t]];
+    be_.to_device(vals_dev.data(), vals.data(), k * 4);
+    be_.ax_sparse(pb_.A, idx.data(), vals_dev.data(), k, out.data());
+    be_.to_host(host.data(), out.data(), n_ * 8);
+    for (std::int64_t i = 0; i < n_; ++i) s.r0[i] -= host[i];
+    if (!alpha_.empty()) {
+      for (std::int64_t t = 0; t < k; ++t) vals[t] = alpha_[sorted[t]];
+      be_.to_device(vals_dev.data(), vals.data(), k * 4);
+      be_.ax_sparse(pb_.A, idx.data(), vals_dev.data(), k, out.data());
+      be_.to_host(s.z.data(), out.data(), n_ * 8);
+      for (std::int64_t j : sorted)
+        s.alpha_sq += double(alpha_[j]) * alpha_[j], s.alpha_wbar += double(alpha_[j]) * wbar_[j];
+    }
+    for (std::int64_t j : sorted) wbar_in += double(wbar_[j]) * wbar_[j];
+  }
+  for (std::int64_t i = 0; i < n_; ++i) P[i * n_ + i] += lam_;
+  cholesky_with_jitter(P, n_, threads_);  // row-major lower == column-major upper
+  s.L.assign(static_cast<std::size_t>(n_ * n_), 0.0);
+  for (std::int64_t r = 0; r < n_; ++r)
+    for (std::int64_t c = 0; c <= r; ++c) s.L[c * n_ + r] = P[r * n_ + c];
+  s.wbar_out_sq = wbar_sq_ - wbar_in;
+}
+
+void SupportModel::reset(const std::vector<std::int64_t>& S) {
+  std::fill(in_S_.begin(), in_S_.end(), 0);
+  for (std::int64_t j : S) in_S_[j] = 1;
+  S_ = S;
+  refactor(st_, S_);
+  f_ = evaluate(st_, &e_);
+}
+
+void SupportModel::add(const std::vector<std::int64_t>& cols) { swap({}, cols); }
+
+double SupportModel::value_after_swap(const std::vector<std::int64_t>& drop,
+                                      const std::vector<std::int64_t>& add) const {
+  State s = st_;
+  std::vector<double> C;
+  fetch_columns(add, C);
+  apply(s, add, C, +1.0);
+  fetch_columns(drop, C);
+  if (!s.L.empty()) apply(s, drop, C, -1.0);
+  if (s.L.empty()) return std::numeric_limits<double>::infinity();  // refused, stay safe
+  return evaluate(s, nullptr);
+}
+
+void SupportModel::swap(const std::vector<std::int64_t>& drop,
+                        const std::vector<std::int64_t>& add) {
+  for (std::int64_t j : drop) in_S_[j] = 0;
+  for (std::int64_t j : add) in_S_[j] = 1;
+  std::vector<std::int64_t> S;
+  S.reserve(S_.size() + add.size());
+  for (std::int64_t j : S_)
+    if (in_S_[j]) S.push_back(j);
+  for (std::int64_t j : add) S.push_back(j);
+  S_ = std::move(S);
+  if (static_cast<std::int64_t>(add.size() + drop.size()) * 4 > n_) {
+    refactor(st_, S_);  // a big batch: one gram_rows beats many rank-1 updates
+    f_ = evaluate(st_, &e_);
+    return;
+  }
+  std::vector<double> C;
+  fetch_columns(add, C);
+  apply(st_, add, C, +1.0);
+  if (!drop.empty() && !st_.L.empty()) {
+    fetch_columns(drop, C);
+    apply(st_, drop, C, -1.0);
+  }
+  if (st_.L.empty()) refactor(st_, S_);  // a downdate lost definiteness: start clean
+  f_ = evaluate(st_, &e_);
+}
+
+void SupportModel::gradient(float* g_dev) {
+  std::vector<float> e32(e_.begin(), e_.end());
+  be_.to_device(e32_dev_.data(), e32.data(), n_ * 4);
+  be_.atr(pb_.A, e32_dev_.data(), g_dev);
+  be_.axpby(-1.0f, g_dev, static_cast<float>(-pb_.lam), pb_.w_bar, g_dev, p_);
+  if (pb_.alpha) be_.axpby(1.0f, g_dev, 1.0f, pb_.alpha, g_dev, p_);
+  const std::int64_t k = static_cast<std::int64_t>(S_.size());
+  if (k == 0) return;
+  auto idx = be_.alloc_i64(k);
+  auto zeros = be_.alloc_f32(k);
+  be_.to_device(idx.data(), S_.data(), k * 8);
+  be_.fill(zeros.data(), k, 0.0f);
+  be_.scatter(zeros.data(), idx.data(), k, g_dev);
+}
+
+void SupportModel::solution(std::vector<std::int64_t>& idx, std::vector<float>& val) {
+  idx = S_;
+  std::sort(idx.begin(), idx.end());
+  const std::int64_t k = static_cast<std::int64_t>(idx.size());
+  val.assign(static_cast<std::size_t>(k), 0.0f);
+  if (k == 0) return;
+  auto idx_dev = be_.alloc_i64(k);
+  auto x = be_.alloc_f32(k);
+  be_.to_device(idx_dev.data(), idx.data(), k * 8);
+  {  // the exact backsolve: the n-space residual is only accurate enough to rank moves
+    backsolve(be_, pb_, idx_dev.data(), k, x.data(), threads_);
+    be_.to_host(val.data(), x.data(), k * 4);
+  }
+}
+
+}  // namespace chita

@@ -3,20 +3,10 @@
 #include "elementwise.cuh"
 
 #include "check.cuh"      // CHITA_CUDA_CHECK
-#include "device_math.h"  // ceil_div, clamp64
+#include "grid_stride.cuh"  // CHITA_GRID_STRIDE, grid_stride_blocks
 
 namespace chita::cuda_impl {
 namespace {
-
-constexpr int kThreads = 256;
-
-unsigned blocks_for(std::int64_t m) {
-  return static_cast<unsigned>(cuda_math::clamp64(cuda_math::ceil_div(m, kThreads), 1, 8192));
-}
-
-#define CHITA_GRID_STRIDE(i, m)                                                               \
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; \
-       i < (m); i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
 
 template <typename T>
 __global__ void axpby_kernel(T a, const T* x, T b, const T* y, T* out, std::int64_t m) {
@@ -30,21 +20,20 @@ __global__ void f64_to_f32_kernel(const double* __restrict__ x, float* __restric
   CHITA_GRID_STRIDE(i, m) out[i] = static_cast<float>(x[i]);
 }
 
-#undef CHITA_GRID_STRIDE
 
 }  // namespace
 
 void launch_axpby(float a, const float* x, float b, const float* y, float* out, std::int64_t m,
                   cudaStream_t stream) {
   if (m <= 0) return;
-  axpby_kernel<float><<<blocks_for(m), kThreads, 0, stream>>>(a, x, b, y, out, m);
+  axpby_kernel<float><<<grid_stride_blocks(m), kGridStrideThreads, 0, stream>>>(a, x, b, y, out, m);
   CHITA_CUDA_CHECK_LAUNCH();
 }
 
 void launch_axpby_f64(double a, const double* x, double b, const double* y, double* out,
                       std::int64_t m, cudaStream_t stream) {
   if (m <= 0) return;
-  axpby_kernel<double><<<blocks_for(m), kThreads, 0, stream>>>(a, x, b, y, out, m);
+  axpby_kernel<double><<<grid_stride_blocks(m), kGridStrideThreads, 0, stream>>>(a, x, b, y, out, m);
   CHITA_CUDA_CHECK_LAUNCH();
 }
 
@@ -54,7 +43,7 @@ void launch_fill(float* x, std::int64_t m, float value, cudaStream_t stream) {
     CHITA_CUDA_CHECK(cudaMemsetAsync(x, 0, m * sizeof(float), stream));
     return;
   }
-  fill_kernel<<<blocks_for(m), kThreads, 0, stream>>>(x, m, value);
+  fill_kernel<<<grid_stride_blocks(m), kGridStrideThreads, 0, stream>>>(x, m, value);
   CHITA_CUDA_CHECK_LAUNCH();
 }
 
@@ -65,7 +54,7 @@ void launch_fill_u8(std::uint8_t* x, std::int64_t m, std::uint8_t value, cudaStr
 
 void launch_f64_to_f32(const double* x, float* out, std::int64_t m, cudaStream_t stream) {
   if (m <= 0) return;
-  f64_to_f32_kernel<<<blocks_for(m), kThreads, 0, stream>>>(x, out, m);
+  f64_to_f32_kernel<<<grid_stride_blocks(m), kGridStrideThreads, 0, stream>>>(x, out, m);
   CHITA_CUDA_CHECK_LAUNCH();
 }
 

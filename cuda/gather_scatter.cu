@@ -3,20 +3,10 @@
 #include "gather_scatter.cuh"
 
 #include "check.cuh"      // CHITA_CUDA_CHECK_LAUNCH
-#include "device_math.h"  // ceil_div, clamp64
+#include "grid_stride.cuh"  // CHITA_GRID_STRIDE, grid_stride_blocks
 
 namespace chita::cuda_impl {
 namespace {
-
-constexpr int kThreads = 256;
-
-unsigned blocks_for(std::int64_t k) {
-  return static_cast<unsigned>(cuda_math::clamp64(cuda_math::ceil_div(k, kThreads), 1, 8192));
-}
-
-#define CHITA_GRID_STRIDE(t, k)                                                               \
-  for (std::int64_t t = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; \
-       t < (k); t += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
 
 __global__ void gather_kernel(const float* __restrict__ src, const std::int64_t* __restrict__ idx,
                               std::int64_t k, float* __restrict__ dst) {
@@ -38,35 +28,34 @@ __global__ void scale_unmarked_kernel(float scale, const std::int64_t* __restric
   CHITA_GRID_STRIDE(t, k) x[t] = mask[idx[t]] ? 0.0f : scale * x[t];
 }
 
-#undef CHITA_GRID_STRIDE
 
 }  // namespace
 
 void launch_gather(const float* src, const std::int64_t* idx, std::int64_t k, float* dst,
                    cudaStream_t stream) {
   if (k <= 0) return;
-  gather_kernel<<<blocks_for(k), kThreads, 0, stream>>>(src, idx, k, dst);
+  gather_kernel<<<grid_stride_blocks(k), kGridStrideThreads, 0, stream>>>(src, idx, k, dst);
   CHITA_CUDA_CHECK_LAUNCH();
 }
 
 void launch_scatter(const float* src, const std::int64_t* idx, std::int64_t k, float* dst,
                     cudaStream_t stream) {
   if (k <= 0) return;
-  scatter_kernel<<<blocks_for(k), kThreads, 0, stream>>>(src, idx, k, dst);
+  scatter_kernel<<<grid_stride_blocks(k), kGridStrideThreads, 0, stream>>>(src, idx, k, dst);
   CHITA_CUDA_CHECK_LAUNCH();
 }
 
 void launch_scatter_u8(std::uint8_t value, const std::int64_t* idx, std::int64_t k,
                        std::uint8_t* mask, cudaStream_t stream) {
   if (k <= 0) return;
-  scatter_u8_kernel<<<blocks_for(k), kThreads, 0, stream>>>(value, idx, k, mask);
+  scatter_u8_kernel<<<grid_stride_blocks(k), kGridStrideThreads, 0, stream>>>(value, idx, k, mask);
   CHITA_CUDA_CHECK_LAUNCH();
 }
 
 void launch_scale_unmarked(float scale, const std::int64_t* idx, std::int64_t k,
                            const std::uint8_t* mask, float* x, cudaStream_t stream) {
   if (k <= 0) return;
-  scale_unmarked_kernel<<<blocks_for(k), kThreads, 0, stream>>>(scale, idx, k, mask, x);
+  scale_unmarked_kernel<<<grid_stride_blocks(k), kGridStrideThreads, 0, stream>>>(scale, idx, k, mask, x);
   CHITA_CUDA_CHECK_LAUNCH();
 }
 

@@ -66,7 +66,7 @@ def solve(
     lam: float,
     b=None,
     alpha=None,
-    method: str = "iht",
+    method: str = "auto",
     max_iter: int = 100,
     tol: float = 1e-6,
     threads: int | None = None,
@@ -108,11 +108,17 @@ def solve(
     alpha : array_like, shape (p,), optional
         Linear term, e.g. the mean gradient when the first-order term is kept.
     method : str
-        One of ``chita_ext.METHODS``: ``"mp"`` (magnitude), ``"bso"`` (exact ridge
-        backsolve on the magnitude support or on ``w0``'s), ``"iht"`` (iterative hard
-        thresholding with CHITA's step sizes, finished by a backsolve).
+        One of ``chita_ext.METHODS`` (docs/solvers.md): ``"auto"`` (the default: greedy
+        selection in OMP order, then swap local search from the greedy and the IHT
+        supports, best kept; bounded passes over A), ``"mp"`` (magnitude), ``"bso"``
+        (exact ridge backsolve on the magnitude support or on ``w0``'s), ``"iht"``
+        (iterative hard thresholding with CHITA's step sizes, finished by a backsolve),
+        ``"active"`` (CHITA's active-set IHT), ``"greedy"``, ``"swap"`` (local search
+        from ``w0``'s or the magnitude support), ``"block"`` (block-diagonal, per-layer
+        blocks sharing one budget).
     max_iter : int
-        Iteration cap for iterative methods.
+        Iteration cap for iterative methods; for ``"auto"``, the cap on passes over A
+        in each of its phases (greedy passes, swap rounds, IHT iterations).
     tol : float
         Stop when the relative decrease of the objective falls below ``tol``.
     threads : int, optional
@@ -120,12 +126,15 @@ def solve(
     w0 : array_like, shape (p,), optional
         Warm start: its top-k support (and values) start the method.
     time_limit : float, optional
-        Wall-clock budget in seconds for iterative methods.
+        Wall-clock budget in seconds for iterative methods (``"auto"`` stops starting
+        new work at fixed shares of it and returns its best support so far).
     check_finite : bool
         Check A for NaN/Inf (one pass over A). Vectors are always checked.
     power_iters, max_doublings : int
         Power iterations for ``L = ||A||_2^2 + lam`` (only if the 1/L fallback is needed),
         and the cap on step doublings when the support changes.
+    greedy_rate, swap_rounds, swap_size, blocks, block_size
+        Options of the greedy, swap, block and auto methods (docs/solvers.md).
 
     Returns
     -------

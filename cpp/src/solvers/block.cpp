@@ -69,7 +69,7 @@ void grow_path(Backend& be, const Problem& full, const SolveOptions& opt, Block&
   SupportModel model(be, sub.pb, 1);
   model.reset({});
   blk.value = {model.value()};
-  greedy_grow(model, sub.pb.k, 0.0, clock, opt.time_limit, blk.value);
+  greedy_grow(model, sub.pb.k, 0.0, 0, clock, opt.time_limit, blk.value);
   blk.path = model.support();
 }
 

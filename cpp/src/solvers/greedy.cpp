@@ -50,18 +50,23 @@ SolveResult make_result(Backend& be, const Problem& pb, const std::vector<std::i
   return res;
 }
 
-int greedy_grow(SupportModel& model, std::int64_t k, double rate, const Stopwatch& clock,
-                double time_limit, std::vector<double>& history) {
+int greedy_grow(SupportModel& model, std::int64_t k, double rate, int max_passes,
+                const Stopwatch& clock, double time_limit, std::vector<double>& history) {
   Backend& be = model.backend();
   const Problem& pb = model.problem();
   const std::int64_t p = pb.A.p, n = pb.A.n;
   auto g = be.alloc_f32(p);
   int passes = 0;
+  // A pass budget sets the smallest batch: (k - |S0|) / max_passes columns per pass.
+  const std::int64_t s0 = static_cast<std::int64_t>(model.support().size());
+  const std::int64_t m_min = max_passes > 0 ? (k - s0 + max_passes - 1) / max_passes : 1;
   while (static_cast<std::int64_t>(model.support().size()) < k) {
     const std::int64_t s = static_cast<std::int64_t>(model.support().size());
-    const bool out_of_time = time_limit > 0 && clock.seconds() > time_limit;
-    std::int64_t m = std::max<std::int64_t>(1, static_cast<std::int64_t>(rate * s));
-    if (out_of_time) m = k - s;  // fill the rest in one batch
+    const bool out_of_time = (time_limit > 0 && clock.seconds() > time_limit) ||
+                             (max_passes > 0 && passes + 1 >= max_passes);
+    std::int64_t m = std::max<std::int64_t>(std::max<std::int64_t>(1, m_min),
+                                            static_cast<std::int64_t>(rate * s));
+    if (out_of_time) m = k - s;  // fill the rest in one batch (sub-batches when on budget)
     m = std::min(m, k - s);
     model.gradient(g.data());
     ++passes;
@@ -81,7 +86,8 @@ int greedy_grow(SupportModel& model, std::int64_t k, double rate, const Stopwatc
     be.gather(g.data(), pool_dev.data(), pc, gp_dev.data());
     be.to_host(gp.data(), gp_dev.data(), pc * 4);
     // Add m columns in sub-batches, refreshing g on the pool in between (OMP order).
-    const std::int64_t sub = out_of_time ? m : std::max<std::int64_t>(1, m / 8);
+    const bool late = time_limit > 0 && clock.seconds() > time_limit;
+    const std::int64_t sub = late ? m : std::max<std::int64_t>(1, m / 8);
     std::vector<std::uint8_t> taken(static_cast<std::size_t>(pc), 0);
     auto e32 = be.alloc_f32(n);
     for (std::int64_t added = 0; added < m;) {
@@ -122,7 +128,7 @@ SolveResult solve_greedy(Backend& be, const Problem& pb, const SolveOptions& opt
   model.reset(warm_support(be, pb, opt.w0));
   std::vector<double> history{model.value()};
   const double rate = opt.greedy_rate >= 0 ? opt.greedy_rate : (pb.k <= 256 ? 0.0 : 0.02);
-  const int passes = greedy_grow(model, pb.k, rate, clock, opt.time_limit, history);
+  const int passes = greedy_grow(model, pb.k, rate, 0, clock, opt.time_limit, history);
   std::vector<std::int64_t> idx;
   std::vector<float> val;
   model.solution(idx, val);

@@ -13,7 +13,12 @@ namespace {
 std::vector<std::int64_t> drop_order(SupportModel& model) {
   std::vector<std::int64_t> idx;
   std::vector<float> val;
-  model.solution(idx, val);
+  // Large supports: the n-space estimate (O(k n)) instead of the backsolve (O(k n^2)).
+  const auto& pb = model.problem();
+  if (pb.lam > 0 && static_cast<std::int64_t>(model.support().size()) > 4 * pb.A.n)
+    model.estimate(idx, val);
+  else
+    model.solution(idx, val);
   std::vector<std::int64_t> order(idx.size());
   for (std::size_t t = 0; t < order.size(); ++t) order[t] = static_cast<std::int64_t>(t);
   std::stable_sort(order.begin(), order.end(),
@@ -49,17 +54,19 @@ std::vector<std::int64_t> add_order(SupportModel& model, Buffer<float>& g, std::
 
 }  // namespace
 
-int swap_search(SupportModel& model, const SolveOptions& opt, const Stopwatch& clock,
-                std::vector<double>& history) {
+int swap_search(SupportModel& model, const SolveOptions& opt, int max_rounds,
+                const Stopwatch& clock, double time_limit, std::vector<double>& history) {
   const std::int64_t k = static_cast<std::int64_t>(model.support().size());
   if (k == 0) return 0;
+  // Batches up to k/16 swaps, at most max(256, 2n): a batch of m costs O(m n^2 + n^3).
+  const std::int64_t cap = std::max<std::int64_t>(256, 2 * model.problem().A.n);
   const std::int64_t m0 = opt.swap_size > 0 ? std::min(opt.swap_size, k)
-                                            : std::max<std::int64_t>(1, std::min<std::int64_t>(k / 16, 256));
+                                            : std::max<std::int64_t>(1, std::min<std::int64_t>(k / 16, cap));
   constexpr int kPairs = 8;  // single swaps: the kPairs x kPairs best pairs are tried
   auto g = model.backend().alloc_f32(model.problem().A.p);
   int rounds = 0;
-  for (; rounds < opt.swap_rounds; ++rounds) {
-    if (opt.time_limit > 0 && clock.seconds() > opt.time_limit) break;
+  for (; rounds < max_rounds; ++rounds) {
+    if (time_limit > 0 && clock.seconds() > time_limit) break;
     const double f = model.value();
     const double min_gain = std::max(std::fabs(f), 1e-300) * 1e-12;
     const auto adds = add_order(model, g, std::max<std::int64_t>(m0, kPairs));
@@ -104,7 +111,7 @@ SolveResult solve_swap(Backend& be, const Problem& pb, const SolveOptions& opt) 
     model.reset(S);
   }
   history.push_back(model.value());
-  const int rounds = swap_search(model, opt, clock, history);
+  const int rounds = swap_search(model, opt, opt.swap_rounds, clock, opt.time_limit, history);
   std::vector<std::int64_t> idx;
   std::vector<float> val;
   model.solution(idx, val);

@@ -22,16 +22,23 @@ SolveResult solve_auto(Backend& be, const Problem& pb, const SolveOptions& opt);
 // pool of the largest |gradient| entries off the support and adds columns from it in
 // OMP order (largest |g| first, g refreshed on the pool after every sub-batch). rate = 0
 // adds one column per pass: exactly orthogonal matching pursuit. Appends the objective
-// after each pass to history; returns the passes made.
-int greedy_grow(SupportModel& model, std::int64_t k, double rate, const Stopwatch& clock,
-                double time_limit, std::vector<double>& history);
+// after each pass to history; returns the passes made. max_passes > 0 bounds the passes
+// over A (each pass then adds at least (k - |S|) / max_passes columns); past time_limit
+// the rest is filled in one batch.
+int greedy_grow(SupportModel& model, std::int64_t k, double rate, int max_passes,
+                const Stopwatch& clock, double time_limit, std::vector<double>& history);
 
 // Swap local search on a full support: per round one gradient pass, then batches of
 // swaps (drop the smallest |w_i|, add the largest |g_j|) from swap_size down to single
 // swaps, each evaluated exactly in closed form; the first improving one is applied.
-// Stops when a round finds none. Returns rounds run.
-int swap_search(SupportModel& model, const SolveOptions& opt, const Stopwatch& clock,
-                std::vector<double>& history);
+// Stops when a round finds none, after max_rounds rounds (one pass over A each) or past
+// time_limit. Returns rounds run.
+int swap_search(SupportModel& model, const SolveOptions& opt, int max_rounds,
+                const Stopwatch& clock, double time_limit, std::vector<double>& history);
+
+// Passes over A that auto (and the greedy default rate) may spend on an n x p problem:
+// a fixed budget of streamed elements, so the total work stays ~constant as A grows.
+int pass_budget(std::int64_t n, std::int64_t p);
 
 // Support of w0 (its top-k non-zeros) or empty when w0 is null.
 std::vector<std::int64_t> warm_support(Backend& be, const Problem& pb, const float* w0);

@@ -141,11 +141,82 @@ void SupportModel::refactor(State& s, const std::vector<std::int64_t>& S) const 
     for (std::int64_t j : sorted) wbar_in += double(wbar_[j]) * wbar_[j];
   }
   for (std::int64_t i = 0; i < n_; ++i) P[i * n_ + i] += lam_;
+  factor(s, P);
+  s.wbar_out_sq = wbar_sq_ - wbar_in;
+}
+
+void SupportModel::factor(State& s, std::vector<double>& P) const {
   cholesky_with_jitter(P, n_, threads_);  // row-major lower == column-major upper
   s.L.assign(static_cast<std::size_t>(n_ * n_), 0.0);
   for (std::int64_t r = 0; r < n_; ++r)
     for (std::int64_t c = 0; c <= r; ++c) s.L[c * n_ + r] = P[r * n_ + c];
-  s.wbar_out_sq = wbar_sq_ - wbar_in;
+}
+
+void SupportModel::shift_terms(State& s, const std::vector<std::int64_t>& cols,
+                               double sign) const {
+  const std::int64_t m = static_cast<std::int64_t>(cols.size());
+  if (m == 0) return;
+  std::vector<std::int64_t> sorted(cols);
+  std::sort(sorted.begin(), sorted.end());
+  auto idx = be_.alloc_i64(m);
+  auto vals_dev = be_.alloc_f32(m);
+  auto out = be_.alloc_f64(n_);
+  std::vector<float> vals(static_cast<std::size_t>(m));
+  std::vector<double> host(static_cast<std::size_t>(n_));
+  be_.to_device(idx.data(), sorted.data(), m * 8);
+  for (std::int64_t t = 0; t < m; ++t) vals[t] = wbar_[sorted[t]];
+  be_.to_device(vals_dev.data(), vals.data(), m * 4);
+  be_.ax_sparse(pb_.A, idx.data(), vals_dev.data(), m, out.data());
+  be_.to_host(host.data(), out.data(), n_ * 8);
+  for (std::int64_t i = 0; i < n_; ++i) s.r0[i] -= sign * host[i];
+  for (std::int64_t j : sorted) s.wbar_out_sq -= sign * double(wbar_[j]) * wbar_[j];
+  if (alpha_.empty()) return;
+  for (std::int64_t t = 0; t < m; ++t) vals[t] = alpha_[sorted[t]];
+  be_.to_device(vals_dev.data(), vals.data(), m * 4);
+  be_.ax_sparse(pb_.A, idx.data(), vals_dev.data(), m, out.data());
+  be_.to_host(host.data(), out.data(), n_ * 8);
+  for (std::int64_t i = 0; i < n_; ++i) s.z[i] += sign * host[i];
+  for (std::int64_t j : sorted)
+    s.alpha_sq += sign * double(alpha_[j]) * alpha_[j],
+        s.alpha_wbar += sign * double(alpha_[j]) * wbar_[j];
+}
+
+void SupportModel::apply_batch(State& s, const std::vector<std::int64_t>& add,
+                               const std::vector<std::int64_t>& drop) const {
+  const std::int64_t n = n_;
+  // P = L L^T, accumulated column-major (contiguous inner loop), then mirrored row-major.
+  std::vector<double> P(static_cast<std::size_t>(n * n), 0.0);
+  for (std::int64_t t = 0; t < n; ++t) {
+    const double* Lt = &s.L[t * n];
+    for (std::int64_t c = t; c < n; ++c) {
+      const double lc = Lt[c];
+      double* Pc = &P[c * n];
+      for (std::int64_t r = c; r < n; ++r) Pc[r] += Lt[r] * lc;
+    }
+  }
+  for (std::int64_t c = 0; c < n; ++c)
+    for (std::int64_t r = c + 1; r < n; ++r) P[r * n + c] = P[c * n + r];
+  std::vector<double> G(static_cast<std::size_t>(n * n));
+  for (int pass = 0; pass < 2; ++pass) {
+    const auto& cols = pass == 0 ? add : drop;
+    const std::int64_t m = static_cast<std::int64_t>(cols.size());
+    if (m == 0) continue;
+    std::vector<std::int64_t> sorted(cols);
+    std::sort(sorted.begin(), sorted.end());
+    auto idx = be_.alloc_i64(m);
+    be_.to_device(idx.data(), sorted.data(), m * 8);
+    be_.gram_rows(pb_.A, idx.data(), m, G.data());
+    const double sign = pass == 0 ? 1.0 : -1.0;
+    for (std::int64_t i = 0; i < n * n; ++i) P[i] += sign * G[i];
+  }
+  shift_terms(s, add, +1.0);
+  shift_terms(s, drop, -1.0);
+  factor(s, P);
+}
+
+bool batch_is_cheaper(std::int64_t moved, std::int64_t n) {
+  // rank-1: ~2 n^2 flops per column; batch: ~n^2 per column (gram) + ~2/3 n^3 (L L^T, chol)
+  return 4 * moved > 3 * n;
 }
 
 void SupportModel::reset(const std::vector<std::int64_t>& S) {
@@ -153,6 +224,7 @@ void SupportModel::reset(const std::vector<std::int64_t>& S) {
   for (std::int64_t j : S) in_S_[j] = 1;
   S_ = S;
   refactor(st_, S_);
+  batches_ = 0;
   f_ = evaluate(st_, &e_);
 }
 
@@ -161,6 +233,10 @@ void SupportModel::add(const std::vector<std::int64_t>& cols) { swap({}, cols); 
 double SupportModel::value_after_swap(const std::vector<std::int64_t>& drop,
                                       const std::vector<std::int64_t>& add) const {
   State s = st_;
+  if (batch_is_cheaper(static_cast<std::int64_t>(add.size() + drop.size()), n_)) {
+    apply_batch(s, add, drop);
+    return evaluate(s, nullptr);
+  }
   std::vector<double> C;
   fetch_columns(add, C);
   apply(s, add, C, +1.0);
@@ -180,8 +256,17 @@ void SupportModel::swap(const std::vector<std::int64_t>& drop,
     if (in_S_[j]) S.push_back(j);
   for (std::int64_t j : add) S.push_back(j);
   S_ = std::move(S);
-  if (static_cast<std::int64_t>(add.size() + drop.size()) * 4 > n_) {
-    refactor(st_, S_);  // a big batch: one gram_rows beats many rank-1 updates
+  const std::int64_t moved = static_cast<std::int64_t>(add.size() + drop.size());
+  const std::int64_t k = static_cast<std::int64_t>(S_.size());
+  if (batch_is_cheaper(moved, n_)) {
+    // A big batch: one gram of the moved columns (or of all of S when that is as cheap,
+    // and every 32 batches so that rounding in L L^T cannot build up).
+    if (k <= moved + n_ / 3 || ++batches_ >= 32) {
+      refactor(st_, S_);
+      batches_ = 0;
+    } else {
+      apply_batch(st_, add, drop);
+    }
     f_ = evaluate(st_, &e_);
     return;
   }
@@ -223,6 +308,26 @@ void SupportModel::solution(std::vector<std::int64_t>& idx, std::vector<float>& 
   {  // the exact backsolve: the n-space residual is only accurate enough to rank moves
     backsolve(be_, pb_, idx_dev.data(), k, x.data(), threads_);
     be_.to_host(val.data(), x.data(), k * 4);
+  }
+}
+
+void SupportModel::estimate(std::vector<std::int64_t>& idx, std::vector<float>& val) {
+  idx = S_;
+  std::sort(idx.begin(), idx.end());
+  const std::int64_t k = static_cast<std::int64_t>(idx.size());
+  val.assign(static_cast<std::size_t>(k), 0.0f);
+  if (k == 0) return;
+  auto idx_dev = be_.alloc_i64(k);
+  auto out = be_.alloc_f32(k);
+  std::vector<float> e32(e_.begin(), e_.end());
+  be_.to_device(e32_dev_.data(), e32.data(), n_ * 4);
+  be_.to_device(idx_dev.data(), idx.data(), k * 8);
+  be_.atr_subset(pb_.A, e32_dev_.data(), idx_dev.data(), k, out.data());
+  be_.to_host(val.data(), out.data(), k * 4);
+  for (std::int64_t t = 0; t < k; ++t) {
+    const std::int64_t j = idx[t];
+    const double a = alpha_.empty() ? 0.0 : alpha_[j];
+    val[t] = static_cast<float>(wbar_[j] + (val[t] - a) / lam_);
   }
 }
 

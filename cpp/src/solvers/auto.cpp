@@ -80,15 +80,7 @@ SolveResult solve_auto(Backend& be, const Problem& pb, const SolveOptions& opt) 
     }
   }
   if (model.support() != best_support) model.reset(best_support);
-  std::vector<std::int64_t> idx;
-  std::vector<float> val;
-  model.solution(idx, val);
-  SolveResult res = make_result(be, pb, idx, val, "auto");
-  res.history = std::move(history);
-  res.iterations = iterations;
-  res.converged = !late(1.0);
-  res.seconds = clock.seconds();
-  return res;
+  return model_result(be, pb, model, "auto", std::move(history), iterations, !late(1.0), clock);
 }
 
 }  // namespace chita

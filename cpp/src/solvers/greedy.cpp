@@ -50,6 +50,20 @@ SolveResult make_result(Backend& be, const Problem& pb, const std::vector<std::i
   return res;
 }
 
+SolveResult model_result(Backend& be, const Problem& pb, SupportModel& model, const char* method,
+                         std::vector<double> history, int iterations, bool converged,
+                         const Stopwatch& clock) {
+  std::vector<std::int64_t> idx;
+  std::vector<float> val;
+  model.solution(idx, val);
+  SolveResult res = make_result(be, pb, idx, val, method);
+  res.history = std::move(history);
+  res.iterations = iterations;
+  res.converged = converged;
+  res.seconds = clock.seconds();
+  return res;
+}
+
 int greedy_grow(SupportModel& model, std::int64_t k, double rate, int max_passes,
                 const Stopwatch& clock, double time_limit, std::vector<double>& history) {
   Backend& be = model.backend();
@@ -129,15 +143,7 @@ SolveResult solve_greedy(Backend& be, const Problem& pb, const SolveOptions& opt
   std::vector<double> history{model.value()};
   const double rate = opt.greedy_rate >= 0 ? opt.greedy_rate : (pb.k <= 256 ? 0.0 : 0.02);
   const int passes = greedy_grow(model, pb.k, rate, 0, clock, opt.time_limit, history);
-  std::vector<std::int64_t> idx;
-  std::vector<float> val;
-  model.solution(idx, val);
-  SolveResult res = make_result(be, pb, idx, val, "greedy");
-  res.history = std::move(history);
-  res.iterations = passes;
-  res.converged = true;
-  res.seconds = clock.seconds();
-  return res;
+  return model_result(be, pb, model, "greedy", std::move(history), passes, true, clock);
 }
 
 }  // namespace chita

@@ -112,15 +112,8 @@ SolveResult solve_swap(Backend& be, const Problem& pb, const SolveOptions& opt) 
   }
   history.push_back(model.value());
   const int rounds = swap_search(model, opt, opt.swap_rounds, clock, opt.time_limit, history);
-  std::vector<std::int64_t> idx;
-  std::vector<float> val;
-  model.solution(idx, val);
-  SolveResult res = make_result(be, pb, idx, val, "swap");
-  res.history = std::move(history);
-  res.iterations = rounds;
-  res.converged = rounds < opt.swap_rounds;
-  res.seconds = clock.seconds();
-  return res;
+  return model_result(be, pb, model, "swap", std::move(history), rounds,
+                      rounds < opt.swap_rounds, clock);
 }
 
 }  // namespace chita

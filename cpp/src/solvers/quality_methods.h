@@ -45,5 +45,9 @@ std::vector<std::int64_t> warm_support(Backend& be, const Problem& pb, const flo
 // Result from a host sparse solution, its objective evaluated exactly.
 SolveResult make_result(Backend& be, const Problem& pb, const std::vector<std::int64_t>& idx,
                         const std::vector<float>& val, const char* method);
+// The model's exact solution (backsolve on its support) as a finished SolveResult.
+SolveResult model_result(Backend& be, const Problem& pb, SupportModel& model, const char* method,
+                         std::vector<double> history, int iterations, bool converged,
+                         const Stopwatch& clock);
 
 }  // namespace chita

@@ -296,15 +296,23 @@ void SupportModel::gradient(float* g_dev) {
   be_.scatter(zeros.data(), idx.data(), k, g_dev);
 }
 
-void SupportModel::solution(std::vector<std::int64_t>& idx, std::vector<float>& val) {
+Buffer<std::int64_t> SupportModel::sorted_support(std::vector<std::int64_t>& idx,
+                                                  std::vector<float>& val) {
   idx = S_;
   std::sort(idx.begin(), idx.end());
   const std::int64_t k = static_cast<std::int64_t>(idx.size());
   val.assign(static_cast<std::size_t>(k), 0.0f);
-  if (k == 0) return;
+  if (k == 0) return {};
   auto idx_dev = be_.alloc_i64(k);
-  auto x = be_.alloc_f32(k);
   be_.to_device(idx_dev.data(), idx.data(), k * 8);
+  return idx_dev;
+}
+
+void SupportModel::solution(std::vector<std::int64_t>& idx, std::vector<float>& val) {
+  auto idx_dev = sorted_support(idx, val);
+  const std::int64_t k = static_cast<std::int64_t>(idx.size());
+  if (k == 0) return;
+  auto x = be_.alloc_f32(k);
   {  // the exact backsolve: the n-space residual is only accurate enough to rank moves
     backsolve(be_, pb_, idx_dev.data(), k, x.data(), threads_);
     be_.to_host(val.data(), x.data(), k * 4);
@@ -312,16 +320,12 @@ void SupportModel::solution(std::vector<std::int64_t>& idx, std::vector<float>& 
 }
 
 void SupportModel::estimate(std::vector<std::int64_t>& idx, std::vector<float>& val) {
-  idx = S_;
-  std::sort(idx.begin(), idx.end());
+  auto idx_dev = sorted_support(idx, val);
   const std::int64_t k = static_cast<std::int64_t>(idx.size());
-  val.assign(static_cast<std::size_t>(k), 0.0f);
   if (k == 0) return;
-  auto idx_dev = be_.alloc_i64(k);
   auto out = be_.alloc_f32(k);
   std::vector<float> e32(e_.begin(), e_.end());
   be_.to_device(e32_dev_.data(), e32.data(), n_ * 4);
-  be_.to_device(idx_dev.data(), idx.data(), k * 8);
   be_.atr_subset(pb_.A, e32_dev_.data(), idx_dev.data(), k, out.data());
   be_.to_host(val.data(), out.data(), k * 4);
   for (std::int64_t t = 0; t < k; ++t) {

@@ -51,6 +51,8 @@ class SupportModel {
   const Problem& problem() const { return pb_; }
 
  private:
+  // Sorts the support into idx (host; val zero-filled to match) and uploads it.
+  Buffer<std::int64_t> sorted_support(std::vector<std::int64_t>& idx, std::vector<float>& val);
   struct State {  // everything a swap changes
     std::vector<double> L;  // Cholesky factor of P, column-major lower (L[c * n + r])
     std::vector<double> r0, z;

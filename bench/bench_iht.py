@@ -76,7 +76,7 @@ def numpy_iht(A, w_bar, b, k, lam, iters, L):
 
 def ours_per_iteration(A, w_bar, b, k, lam, iters):
     """Seconds per iteration, timed inside the solver's loop (set-up and backsolve excluded)."""
-    res = chita_ext.solve(A, w_bar, k, lam=lam, b=b, max_iter=iters, tol=0.0,
+    res = chita_ext.solve(A, w_bar, k, lam=lam, b=b, method="iht", max_iter=iters, tol=0.0,
                           check_finite=False)
     return res.info["iteration_seconds"] / max(res.iterations, 1), res
 

@@ -13,8 +13,28 @@ from .solve import METHODS, solve
 
 __version__ = "0.1.0"
 
+# The PyTorch side (gradients, pruning, CLI helpers) needs torch, an optional dependency:
+# it is imported on first use, so `import chita_ext` works without torch.
+_TORCH_NAMES = frozenset({
+    "GradientStore", "MLPNet", "PrunableParams", "PruneResult", "SampleStream", "SmallCNN",
+    "apply_masks", "collect_gradients", "digits_loaders", "evaluate", "finetune",
+    "format_table", "load_pruned", "mnist_loaders", "per_sample_gradients", "plot_sweep",
+    "prune", "recalibrate_bn", "save_pruned", "select_params", "sparsity_schedule", "sweep"})
+
 __all__ = ["solve", "SolveResult", "METHODS", "build_info", "cuda_device_count", "kernels",
-           "__version__"]
+           "__version__", *sorted(_TORCH_NAMES)]
+
+
+def __getattr__(name):
+    if name in _TORCH_NAMES:
+        try:
+            from . import _torch_api
+        except ImportError as exc:  # torch missing
+            raise ImportError(
+                f"chita_ext.{name} needs torch: pip install torch, then 'chita-ext[torch]'"
+            ) from exc
+        return getattr(_torch_api, name)
+    raise AttributeError(f"module 'chita_ext' has no attribute {name!r}")
 
 
 def build_info() -> dict:

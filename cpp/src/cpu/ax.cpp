@@ -13,18 +13,35 @@ namespace {
 constexpr std::int64_t kMinChunkColumns = 256;
 constexpr std::int64_t kMaxChunks = 256;  // bounds the partial-sum memory at 256 n doubles
 
-// acc[0..n) += sum over t in [begin, end) of x[t] * column(idx[t]).
+// acc[0..n) += sum over t in [begin, end) of x[t] * column(idx[t]) in float64, four columns
+// per sweep of acc. Zero coefficients are skipped: trial supports touch few new columns.
 template <typename E>
 __attribute__((target_clones("avx2", "default"))) void axpy_columns(
     const typename E::Stored* a, std::int64_t n, const std::int64_t* idx, const float* x,
     std::int64_t begin, std::int64_t end, double* acc) {
-  for (std::int64_t t = begin; t < end; ++t) {
-    const double xt = x[t];
-    if (xt == 0.0) continue;
-    const typename E::Stored* col = a + (idx ? idx[t] : t) * n;
+  const typename E::Stored* col[4];
+  double coef[4];
+  int filled = 0;
+  auto flush = [&](int count) {
+    if (count == 4) {
 #pragma omp simd
-    for (std::int64_t i = 0; i < n; ++i) acc[i] += xt * E::load(col, i);
+      for (std::int64_t i = 0; i < n; ++i)
+        acc[i] += coef[0] * E::load(col[0], i) + coef[1] * E::load(col[1], i) +
+                  coef[2] * E::load(col[2], i) + coef[3] * E::load(col[3], i);
+    } else {
+      for (int c = 0; c < count; ++c) {
+#pragma omp simd
+        for (std::int64_t i = 0; i < n; ++i) acc[i] += coef[c] * E::load(col[c], i);
+      }
+    }
+  };
+  for (std::int64_t t = begin; t < end; ++t) {
+    if (x[t] == 0.0f) continue;
+    col[filled] = a + (idx ? idx[t] : t) * n;
+    coef[filled] = x[t];
+    if (++filled == 4) flush(4), filled = 0;
   }
+  flush(filled);
 }
 
 template <typename E>

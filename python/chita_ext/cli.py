@@ -1,0 +1,197 @@
+"""``chita-prune``: prune a model (or run the MNIST demo) from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+DEMO_HELP = "With no --model (or with --demo): MLPNet on MNIST, MP vs CHITA vs CHITA++."
+
+
+def parse_sparsities(text: str) -> list:
+    """``"0.9"`` or ``"0.5,0.7,0.9"`` -> list of floats, each checked to lie in [0, 1)."""
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--sparsity {text!r}: give numbers like 0.9 or 0.5,0.7,0.9") from None
+    bad = [v for v in vals if not 0.0 <= v < 1.0]
+    if not vals or bad:
+        raise ValueError(f"--sparsity {text!r}: every value must be in [0, 1) (e.g. 0.9)")
+    return vals
+
+
+def parse_lam(text: str) -> dict:
+    """``auto`` | ``0.5`` (absolute) | ``rel:0.01`` (relative to ||A||_F^2 / p).
+
+    None (flag not given) keeps the defaults: auto (the full grid) for ``--model`` runs,
+    the demo's smaller grid for the demo.
+    """
+    if text is None:
+        return {}
+    if text == "auto":
+        from .pruning import LAM_GRID
+        return {"lam": "auto", "lam_grid": LAM_GRID}
+    try:
+        if text.startswith("rel:"):
+            return {"lam": "auto", "lam_grid": (float(text[4:]),)}
+        return {"lam": float(text)}
+    except ValueError:
+        raise ValueError(f"--lam {text!r}: pass auto, a positive number, or rel:0.01") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (kept separate so docs and tests can inspect it)."""
+    ap = argparse.ArgumentParser(prog="chita-prune", description=__doc__ + " " + DEMO_HELP)
+    ap.add_argument("--demo", action="store_true", help="run the built-in MNIST demo")
+    ap.add_argument("--quick", action="store_true",
+                    help="reduced demo (2 sparsities, fewer samples); also CHITA_DEMO_QUICK=1")
+    ap.add_argument("--model", help="module:factory returning the (untrained) model")
+    ap.add_argument("--checkpoint", help="state_dict to load (.safetensors or torch file)")
+    ap.add_argument("--data", default="mnist",
+                    help="named loader (mnist, digits) or module:function -> (train, eval)")
+    ap.add_argument("--loss", default="cross_entropy",
+                    help="cross_entropy, mse, or module:callable(outputs, targets)")
+    ap.add_argument("--sparsity", help="one value (0.9) or a sweep (0.5,0.7,0.9,0.95,0.98)")
+    ap.add_argument("--method", default="iht", help="solver method passed to chita_ext.solve")
+    ap.add_argument("--stages", type=int, default=None, help="CHITA++ stages (default 1; demo 5)")
+    ap.add_argument("--schedule", default="poly", help="poly, linear, exp or const")
+    ap.add_argument("--n-samples", type=int, default=None, help="gradient samples per stage")
+    ap.add_argument("--batch-rows", type=int, default=1, help="samples averaged per row of A")
+    ap.add_argument("--lam", default=None,
+                    help="auto (grid search), a float (absolute), or rel:X (X*||A||_F^2/p)")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    ap.add_argument("--max-iter", type=int, default=None, help="solver iterations (default 100)")
+    ap.add_argument("--finetune-steps", type=int, default=0, help="SGD steps after each stage")
+    ap.add_argument("--no-mp", action="store_true", help="sweeps: skip the magnitude baseline")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (torch and solver)")
+    ap.add_argument("--out", default="chita-prune-out", help="output directory")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def _loss(spec: str):
+    import torch
+
+    from .datasets import resolve_callable
+    if spec == "cross_entropy":
+        return torch.nn.CrossEntropyLoss()
+    if spec == "mse":
+        return torch.nn.MSELoss()
+    return resolve_callable(spec, "loss")
+
+
+def _user_setup(args):
+    """Model, data and loss for --model runs, all checked before any long work."""
+    from .datasets import get_data, resolve_callable
+    from .io import load_checkpoint, load_state
+
+    factory = resolve_callable(args.model, "model")
+    state = load_checkpoint(args.checkpoint) if args.checkpoint else None
+
+    def make():
+        model = factory()
+        if state is not None:
+            load_state(model, state, source=f"checkpoint {args.checkpoint}")
+        return model.eval()
+
+    make()  # fail now on a mismatched checkpoint
+    train, test = get_data(args.data)
+    return make, _loss(args.loss), train, test
+
+
+def _common(args, defaults: dict) -> dict:
+    kw = dict(defaults)
+    kw.update(parse_lam(args.lam), dtype=args.dtype, batch_rows=args.batch_rows,
+              schedule=args.schedule, finetune_steps=args.finetune_steps,
+              threads=args.threads, progress=not args.no_progress)
+    if args.n_samples is not None:
+        kw["n_samples"] = args.n_samples
+    if args.max_iter is not None:
+        kw["max_iter"] = args.max_iter
+    return kw
+
+
+def _layer_table(res) -> str:
+    lines = ["| layer | density |", "|---|---|"]
+    lines += [f"| {n} | {d:.4f} |" for n, d in res.densities.items()]
+    m = res.metrics
+    lines += ["", f"global sparsity {res.sparsity:.4f} (k={res.k} of p={res.p}), "
+              f"objective {res.objective}, lam {res.lam}, {res.timings['total']:.1f} s"]
+    if "before" in m:
+        lines.append("metrics before " + json.dumps(m["before"]) + "  after " + json.dumps(m["after"]))
+    return "\n".join(lines)
+
+
+def run(args) -> str:
+    """Carry out a parsed command line; returns the summary printed at the end."""
+    import torch
+
+    from .io import atomic_dir, save_pruned
+    from .pruning import prune
+    from .sweeps import format_table, plot_sweep, sweep
+
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sparsities = parse_sparsities(args.sparsity) if args.sparsity else None
+    parse_lam(args.lam)
+    progress = not args.no_progress
+    if args.model is None or args.demo:
+        from .demo import demo_setup
+        quick = args.quick or os.environ.get("CHITA_DEMO_QUICK") == "1"
+        d = demo_setup(quick=quick, progress=progress, stages=args.stages, n_samples=args.n_samples)
+        make, loss_fn, train, test = d["factory"], d["loss_fn"], d["train"], d["test"]
+        sparsities, configs = sparsities or list(d["sparsities"]), d["configs"]
+        common = _common(args, d["common"])
+    else:
+        make, loss_fn, train, test = _user_setup(args)
+        if sparsities is None:
+            raise ValueError("--sparsity is required with --model (e.g. --sparsity 0.9)")
+        stages = args.stages or 1
+        label = f"CHITA++ ({stages} stages)" if stages > 1 else f"CHITA ({args.method})"
+        configs = {"MP": {"method": "mp"}} if not args.no_mp else {}
+        configs[label] = {"method": args.method, "stages": stages}
+        common = _common(args, {"n_samples": 1000})
+    out = Path(args.out)
+    if len(sparsities) == 1 and args.model is not None and not args.demo:
+        res = prune(make(), loss_fn, train, sparsities[0], eval_data=test,
+                    **{**common, **configs[label]})
+        summary = _layer_table(res)
+        save_pruned(out, res.model, res.masks, res.report(), extra_files={"summary.md": summary})
+        return summary + f"\n\nwrote {out}/ (model, masks, report.json, summary.md)"
+    t0 = time.perf_counter()
+    common.pop("progress")  # one bar for the sweep, none per run
+    with atomic_dir(out) as tmp:
+        def keep(label, s, res):
+            save_pruned(tmp / "models" / f"{label.split()[0]}_s{s:.2f}", res.model, res.masks,
+                        res.report())
+        result = sweep(make, loss_fn, train, test, sparsities, configs, on_result=keep,
+                       progress=progress, **common)
+        table = format_table(result)
+        (tmp / "sweep.md").write_text(table + "\n")
+        (tmp / "sweep.json").write_text(json.dumps(result, indent=2))
+        plot_sweep(result, tmp / "sweep.png", title="test accuracy vs sparsity")
+    return (f"{table}\n\nsweep of {len(result['rows'])} runs in {time.perf_counter() - t0:.1f} s; "
+            f"wrote {out}/sweep.md, sweep.json, sweep.png and models/")
+
+
+def main(argv=None) -> int:
+    """Console entry point; returns the exit status (2 on bad input, 130 when interrupted)."""
+    args = build_parser().parse_args(argv)
+    try:
+        print(run(args))
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+        print(f"chita-prune: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chita-prune: interrupted; no output directory was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""save_pruned / load_pruned, atomic output directories, sweep tables and plots."""
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from chita_ext.io import atomic_dir, load_checkpoint, load_pruned, save_pruned  # noqa: E402
+from chita_ext.models import MLPNet, SmallCNN  # noqa: E402
+from chita_ext.params import apply_masks, k_from_sparsity, magnitude_masks, select_params  # noqa: E402
+from chita_ext.sweeps import format_table, plot_sweep  # noqa: E402
+
+
+def _pruned(seed=0):
+    torch.manual_seed(seed)
+    model = SmallCNN(8, channels=(3, 4))
+    sel = select_params(model)
+    sel.assign(magnitude_masks(sel, k_from_sparsity(0.8, sel.p)))
+    return model, sel.masks()
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torch"])
+def test_roundtrip_restores_exact_pruned_model(tmp_path, fmt):
+    pytest.importorskip("safetensors")
+    model, masks = _pruned()
+    model.features[1].running_mean.fill_(0.25)  # buffers travel too
+    report = {"sparsity": 0.8, "densities": {n: float(m.float().mean()) for n, m in masks.items()},
+              "objective": float("nan")}
+    out = save_pruned(tmp_path / "run", model, masks, report, format=fmt)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["report.json", f"model.{'pt' if fmt == 'torch' else 'safetensors'}",
+         f"masks.{'pt' if fmt == 'torch' else 'safetensors'}"])
+    fresh = SmallCNN(8, channels=(3, 4))
+    loaded, lmasks, rep = load_pruned(out, fresh)
+    for (n, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), n
+    assert set(lmasks) == set(masks) and all(torch.equal(lmasks[n], masks[n]) for n in masks)
+    for n, p in loaded.named_parameters():
+        if n in lmasks:
+            assert (p[~lmasks[n]] == 0).all()
+    assert rep["sparsity"] == 0.8 and rep["objective"] is None and rep["format_version"] == 1
+    json.loads((out / "report.json").read_text())  # strict JSON (no NaN)
+
+
+def test_save_refuses_weights_outside_mask(tmp_path):
+    model, masks = _pruned()
+    with torch.no_grad():
+        model.head.weight.fill_(1.0)
+    with pytest.raises(ValueError, match="apply_masks"):
+        save_pruned(tmp_path / "bad", model, masks)
+    assert not (tmp_path / "bad").exists()
+    apply_masks(model, masks)
+    save_pruned(tmp_path / "good", model, masks)
+
+
+def test_mismatched_model_is_a_clear_error(tmp_path):
+    model, masks = _pruned()
+    save_pruned(tmp_path / "run", model, masks)
+    with pytest.raises(ValueError, match="factory"):
+        load_pruned(tmp_path / "run", MLPNet(64, (8,), 10))
+    torch.save({"x": 1}, tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_interrupted_write_leaves_nothing_that_looks_complete(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(target) as tmp:
+            (tmp / "half.bin").write_bytes(b"x")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="report.json"):
+        load_pruned(tmp_path, SmallCNN(8))
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    with atomic_dir(target) as tmp:  # replaces, never merges
+        (tmp / "b").write_text("2")
+    assert [p.name for p in target.iterdir()] == ["b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_sweep_table_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"sparsity": s, "method": m, "accuracy": a, "loss": 1.0, "seconds": 2.0}
+            for s, m, a in [(0.5, "MP", 0.9), (0.5, "CHITA", 0.95), (0.9, "MP", 0.5),
+                            (0.9, "CHITA", 0.85)]]
+    result = {"dense": {"accuracy": 0.97, "loss": 0.1}, "rows": rows}
+    table = format_table(result).splitlines()
+    assert table[0].startswith("| sparsity | dense | MP acc % | CHITA acc %")
+    assert table[3].startswith("| 0.90 | 97.00 | 50.00 | 85.00 | 2.0")
+    png = plot_sweep(result, tmp_path / "p.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "p.png").read_bytes() == png

@@ -208,7 +208,7 @@ class CudaBackend final : public Backend {
     launch_scatter_u8(value, idx, k, mask, stream_);
   }
   void scale_unmarked(float scale, const std::int64_t* idx, std::int64_t k,
-                      const std::uint8_t* mask, std::int64_t, float* x) override {
+                      const std::uint8_t* mask, float* x) override {
     DeviceGuard g(dev_.index);
     launch_scale_unmarked(scale, idx, k, mask, x, stream_);
   }

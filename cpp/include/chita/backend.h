@@ -94,10 +94,10 @@ class Backend {
   // mask[idx[t]] = value
   virtual void scatter_u8(std::uint8_t value, const std::int64_t* idx, std::int64_t k,
                           std::uint8_t* mask) = 0;
-  // x[t] = scale * x[t], or 0 where mask[idx[t]] != 0 (mask has length m). Keeps only the
-  // entries of a trial support that are new (symmetric difference with the current one).
+  // x[t] = scale * x[t], or 0 where mask[idx[t]] != 0. Keeps only the entries of a trial
+  // support that are new (symmetric difference with the current one).
   virtual void scale_unmarked(float scale, const std::int64_t* idx, std::int64_t k,
-                              const std::uint8_t* mask, std::int64_t m, float* x) = 0;
+                              const std::uint8_t* mask, float* x) = 0;
 
   // ---- IHT step-size pieces -----------------------------------------------------------
   // max_{j : mask[j] == 0} |g[j]|  (0 when every entry is masked).

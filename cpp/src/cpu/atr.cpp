@@ -65,8 +65,8 @@ template <typename E>
 void atr_impl(const MatrixView& A, const float* r, const std::int64_t* idx, std::int64_t k,
               float* out, int threads) {
   const auto* a = static_cast<const typename E::Stored*>(A.data);
-  const bool aligned_pairs = reinterpret_cast<std::uintptr_t>(A.data) % 4 == 0;
   if constexpr (std::is_same_v<E, BF16>) {
+    const bool aligned_pairs = reinterpret_cast<std::uintptr_t>(A.data) % 4 == 0;
     if (A.layout == Layout::col_major && A.n % 2 == 0 && aligned_pairs) {
       std::vector<float> r_even(A.n / 2), r_odd(A.n / 2);
       for (std::int64_t i = 0; i < A.n / 2; ++i) r_even[i] = r[2 * i], r_odd[i] = r[2 * i + 1];

@@ -126,7 +126,7 @@ class CpuBackend final : public Backend {
   }
 
   void scale_unmarked(float scale, const std::int64_t* idx, std::int64_t k,
-                      const std::uint8_t* mask, std::int64_t, float* x) override {
+                      const std::uint8_t* mask, float* x) override {
 #pragma omp parallel for num_threads(threads_) schedule(static)
     for (std::int64_t t = 0; t < k; ++t) x[t] = mask[idx[t]] ? 0.0f : scale * x[t];
   }

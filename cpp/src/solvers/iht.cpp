@@ -90,10 +90,10 @@ class Iht {
     const std::int64_t* T = trial_.idx.data();
     const std::int64_t* S = cur_.idx.data();
     be_.axpby(1.0f, trial_.val.data(), 0.0f, trial_.val.data(), delta_new_.data(), k_);
-    be_.scale_unmarked(1.0f, T, k_, mask_.data(), p_, delta_new_.data());
+    be_.scale_unmarked(1.0f, T, k_, mask_.data(), delta_new_.data());
     be_.scatter_u8(1, T, k_, mask_trial_.data());
     be_.gather(v_.data(), S, k_, delta_old_.data());
-    be_.scale_unmarked(-1.0f, S, k_, mask_trial_.data(), p_, delta_old_.data());
+    be_.scale_unmarked(-1.0f, S, k_, mask_trial_.data(), delta_old_.data());
     be_.scatter_u8(0, T, k_, mask_trial_.data());
     double* r = r_trial_.data();
     be_.axpby_f64(1.0, r_.data(), tau, a_g_s_.data(), r, n_);  // r + tau A g_S

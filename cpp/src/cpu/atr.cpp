@@ -3,6 +3,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/columns_avx2.h"
 #include "cpu/element.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
@@ -70,14 +71,22 @@ void atr_impl(const MatrixView& A, const float* r, const std::int64_t* idx, std:
     if (A.layout == Layout::col_major && A.n % 2 == 0 && aligned_pairs) {
       std::vector<float> r_even(A.n / 2), r_odd(A.n / 2);
       for (std::int64_t i = 0; i < A.n / 2; ++i) r_even[i] = r[2 * i], r_odd[i] = r[2 * i + 1];
+      const bool fast = avx2::available();
       parallel_ranges(k, kColumnGrain, threads, [&](std::int64_t b, std::int64_t e) {
-        atr_bf16_pairs_range(a, A.n, r_even.data(), r_odd.data(), idx, b, e, out);
+        if (fast)
+          avx2::atr_bf16_pairs(a, A.n, r_even.data(), r_odd.data(), idx, b, e, out);
+        else
+          atr_bf16_pairs_range(a, A.n, r_even.data(), r_odd.data(), idx, b, e, out);
       });
       return;
     }
   }
   if (A.layout == Layout::col_major) {
+    const bool fast = std::is_same_v<E, F32> && avx2::available();
     parallel_ranges(k, kColumnGrain, threads, [&](std::int64_t b, std::int64_t e) {
+      if constexpr (std::is_same_v<E, F32>) {
+        if (fast) return avx2::atr_f32(a, A.n, r, idx, b, e, out);
+      }
       atr_colmajor_range<E>(a, A.n, r, idx, b, e, out);
     });
   } else if (!idx) {

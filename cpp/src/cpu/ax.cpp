@@ -1,8 +1,10 @@
 // out = A_S x_S (or A x for all columns): sum of scaled columns, into an n-vector.
 #include <algorithm>
+#include <type_traits>
 #include <cstdint>
 #include <vector>
 
+#include "cpu/columns_avx2.h"
 #include "cpu/element.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
@@ -54,9 +56,16 @@ void ax_colmajor(const MatrixView& A, const std::int64_t* idx, const float* x, s
       std::max(kMinChunkColumns, (k + kMaxChunks - 1) / kMaxChunks);
   const std::int64_t chunks = (k + chunk - 1) / chunk;
   std::vector<double> partial(static_cast<std::size_t>(chunks * n), 0.0);
+  const bool fast = avx2::available();
   parallel_ranges(chunks, 1, threads, [&](std::int64_t c, std::int64_t) {
-    const std::int64_t begin = c * chunk;
-    axpy_columns<E>(a, n, idx, x, begin, std::min(k, begin + chunk), &partial[c * n]);
+    const std::int64_t begin = c * chunk, end = std::min(k, begin + chunk);
+    double* acc = &partial[c * n];
+    if (!fast)
+      axpy_columns<E>(a, n, idx, x, begin, end, acc);
+    else if constexpr (std::is_same_v<E, F32>)
+      avx2::axpy_f32(a, n, idx, x, begin, end, acc);
+    else
+      avx2::axpy_bf16(a, n, idx, x, begin, end, acc);
   });
   std::fill(out, out + n, 0.0);
   for (std::int64_t c = 0; c < chunks; ++c)

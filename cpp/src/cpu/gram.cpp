@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "cpu/element.h"
+#include "host_blas.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 
@@ -18,12 +19,7 @@ double load(const MatrixView& A, std::int64_t i, std::int64_t j) {
   return A.layout == Layout::col_major ? E::load(a, j * A.n + i) : E::load(a, i * A.p + j);
 }
 
-inline double dot(const double* x, const double* y, std::int64_t m) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (std::int64_t t = 0; t < m; ++t) s += x[t] * y[t];
-  return s;
-}
+using blas::dot;
 
 // K += B B^T block by block, B = the block's columns gathered as n rows of length kb.
 // Each entry of K is owned by one thread and summed in block order: thread-independent.

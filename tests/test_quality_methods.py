@@ -93,14 +93,15 @@ def test_auto_beats_iht_and_respects_time_limit():
 
 def test_auto_is_the_default_and_bounds_its_work():
     # Many columns, k in the geometric regime: max_iter caps every phase (greedy passes,
-    # swap rounds, IHT iterations), so the passes over A stay few; the batch update path
-    # (moves of > 3n/4 columns) is exercised, and the result is still exact on its support.
+    # swap rounds from three starts, IHT iterations), so the passes over A stay few; the
+    # batch update path (moves of > 3n/4 columns) is exercised, and the result is still
+    # exact on its support.
     A, w_bar = make_instance("heavy", 16, 6000, 17)
     lam, k = 0.05 * float(np.mean(np.sum(A.astype(np.float64) ** 2, 0))), 600
     default = chita_ext.solve(A, w_bar, k, lam=lam, threads=1)
     assert default.method == "auto"
     capped = chita_ext.solve(A, w_bar, k, lam=lam, method="auto", max_iter=3, threads=1)
-    assert capped.iterations <= 4 * 3 and capped.nnz <= k
+    assert capped.iterations <= 5 * 3 and capped.nnz <= k  # 5 phases, <= 3 passes each
     w_bso = ref.backsolve(A, capped.support, w_bar.astype(np.float64), lam)
     f_bso = ref.objective(A, w_bso, w_bar.astype(np.float64), lam)
     assert capped.objective == pytest.approx(f_bso, rel=1e-4)

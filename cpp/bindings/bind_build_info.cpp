@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include "chita/cuda_backend.h"  // cuda_impl::architectures
+#include "cpu/columns_avx2.h"     // cpu::avx2::available
 #include "descriptors.h"
 
 namespace chita::bindings {
@@ -13,10 +14,10 @@ void bind_build_info(py::module_& m) {
     info["version"] = CHITA_VERSION;
     info["openmp_threads"] = omp_get_max_threads();
     info["openmp_version"] = _OPENMP;
-    // Hot loops are compiled for the x86-64 baseline plus an AVX2 clone picked at run time.
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2");
-    info["simd"] = avx2 ? "avx2 (runtime dispatch; baseline sse2)" : "sse2 baseline";
+    // Hot loops are compiled for the x86-64 baseline plus AVX2 + FMA code picked at run time
+    // (off when the CPU lacks it or CHITA_NO_AVX2=1 is set).
+    info["simd"] = cpu::avx2::available() ? "avx2+fma (runtime dispatch; baseline sse2)"
+                                          : "sse2 baseline (AVX2 + FMA not in use)";
 #if defined(CHITA_WITH_CUDA)
     info["cuda"] = true;
 #else

@@ -11,6 +11,12 @@ namespace chita::blas {
 // loops keep is latency-bound at a quarter of the machine's throughput).
 double dot(const double* x, const double* y, std::int64_t m);
 
+// The eight dot products of x0, x1 with y0..y3: out[4 a + b] = x_a . y_b.
+// Loads each y once for two rows, which a Gram matrix of n x n dot products needs to run
+// at arithmetic rather than load speed.
+void dot_2x4(const double* x0, const double* x1, const double* const y[4], std::int64_t m,
+             double out[8]);
+
 // y[t] += a * x[t].
 void axpy(double a, const double* x, double* y, std::int64_t m);
 

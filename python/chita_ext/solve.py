@@ -109,8 +109,8 @@ def solve(
         Linear term, e.g. the mean gradient when the first-order term is kept.
     method : str
         One of ``chita_ext.METHODS`` (docs/solvers.md): ``"auto"`` (the default: greedy
-        selection in OMP order, then swap local search from the greedy and the IHT
-        supports, best kept; bounded passes over A), ``"mp"`` (magnitude), ``"bso"``
+        selection in OMP order, then swap local search from the greedy, the IHT and the
+        magnitude supports, best kept; bounded passes over A), ``"mp"`` (magnitude), ``"bso"``
         (exact ridge backsolve on the magnitude support or on ``w0``'s), ``"iht"``
         (iterative hard thresholding with CHITA's step sizes, finished by a backsolve),
         ``"active"`` (CHITA's active-set IHT), ``"greedy"``, ``"swap"`` (local search

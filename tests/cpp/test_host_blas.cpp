@@ -54,3 +54,26 @@ TEST(HostBlas, AxpyAndRotationMatchPlainLoops) {
 
 }  // namespace
 }  // namespace chita
+
+namespace chita {
+namespace {
+
+TEST(HostBlas, Dot2x4MatchesSingleDots) {
+  for (std::int64_t m : {0, 1, 3, 4, 7, 128, 131}) {
+    std::vector<std::vector<double>> v;
+    for (unsigned s = 0; s < 6; ++s) v.push_back(random_vector(m, 50 + s + 7 * m));
+    const double* y[4] = {v[2].data(), v[3].data(), v[4].data(), v[5].data()};
+    double out[8];
+    blas::dot_2x4(v[0].data(), v[1].data(), y, m, out);
+    for (int a = 0; a < 2; ++a)
+      for (int b = 0; b < 4; ++b) {
+        long double want = 0, mag = 0;
+        for (std::int64_t t = 0; t < m; ++t)
+          want += (long double)v[a][t] * y[b][t], mag += std::fabs(v[a][t] * y[b][t]);
+        EXPECT_NEAR(out[4 * a + b], (double)want, 1e-15 * (double)mag + 1e-300) << m;
+      }
+  }
+}
+
+}  // namespace
+}  // namespace chita

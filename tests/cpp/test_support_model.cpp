@@ -130,6 +130,15 @@ TEST(SupportModel, ValuesAfterAddsAndSwapsMatchDirectSolves) {
     S = {1, 4, 10, 11, 20};
     EXPECT_NEAR(predicted, model.value(), 1e-9);
     EXPECT_NEAR(model.value(), direct_value(A, n, p, b, wbar, al, pb.lam, S), 1e-7);
+    // Closed-form single swaps (Woodbury, rank 2) against the rank-1 updated factor.
+    const std::vector<std::int64_t> drops{1, 4, 20}, adds{0, 2, 25, 59};
+    const auto values = model.pair_values(drops, adds);
+    ASSERT_EQ(values.size(), drops.size() * adds.size());
+    for (std::size_t d = 0; d < drops.size(); ++d)
+      for (std::size_t a = 0; a < adds.size(); ++a) {
+        const double want = model.value_after_swap({drops[d]}, {adds[a]});
+        EXPECT_NEAR(values[d * adds.size() + a], want, 1e-9 * (1 + std::fabs(want)));
+      }
     // Batch path: 10 moved columns > 3n/4 (gram of the moved columns + an n x n refactor).
     model.add({30, 31, 32, 33, 34, 35, 36, 37, 38, 39});
     model.add({40, 41, 42, 43, 44});

@@ -35,9 +35,24 @@ void gram_rows_impl(const MatrixView& A, const std::int64_t* idx, std::int64_t k
       for (std::int64_t i = b; i < e; ++i)
         for (std::int64_t t = 0; t < kb; ++t) B[i * kb + t] = load<E>(A, i, idx[begin + t]);
     });
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 8)
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t j = 0; j <= i; ++j) K[i * n + j] += dot(&B[i * kb], &B[j * kb], kb);
+    // Rows in pairs against columns in fours (blas::dot_2x4); the ragged edge of the lower
+    // triangle by single dots. Which entry takes which path depends on (i, j) only.
+    const std::int64_t pairs = (n + 1) / 2;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
+    for (std::int64_t q = 0; q < pairs; ++q) {
+      const std::int64_t i = 2 * q;
+      std::int64_t j = 0;
+      if (i + 1 < n) {
+        for (; j + 3 <= i; j += 4) {
+          const double* y[4] = {&B[j * kb], &B[(j + 1) * kb], &B[(j + 2) * kb], &B[(j + 3) * kb]};
+          double out[8];
+          blas::dot_2x4(&B[i * kb], &B[(i + 1) * kb], y, kb, out);
+          for (int c = 0; c < 4; ++c) K[i * n + j + c] += out[c], K[(i + 1) * n + j + c] += out[4 + c];
+        }
+      }
+      for (std::int64_t r = i; r < std::min(i + 2, n); ++r)
+        for (std::int64_t c = j; c <= r; ++c) K[r * n + c] += dot(&B[r * kb], &B[c * kb], kb);
+    }
   }
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t j = i + 1; j < n; ++j) K[i * n + j] = K[j * n + i];

@@ -1,5 +1,6 @@
 // swap: local combinatorial search on a support of size k (from w0, else magnitude).
-// Every move is evaluated exactly in closed form by rank-1 updates of the n x n factor.
+// Every move is evaluated exactly in closed form in the n-space: single swaps by Woodbury on
+// the rank-2 change (O(n) per pair), batches by updates of the n x n factor.
 #include <algorithm>
 #include <cmath>
 
@@ -9,13 +10,17 @@
 namespace chita {
 namespace {
 
+// Supports up to this size rank their drops by the exact backsolve; larger ones by the
+// n-space estimate (O(k n) instead of O(k n^2) per round).
+constexpr std::int64_t kExactDropsUpTo = 64;
+
 // The support's entries ordered by |w_i| ascending (cheapest drops first).
 std::vector<std::int64_t> drop_order(SupportModel& model) {
   std::vector<std::int64_t> idx;
   std::vector<float> val;
   // Large supports: the n-space estimate (O(k n)) instead of the backsolve (O(k n^2)).
   const auto& pb = model.problem();
-  if (pb.lam > 0 && static_cast<std::int64_t>(model.support().size()) > 4 * pb.A.n)
+  if (pb.lam > 0 && static_cast<std::int64_t>(model.support().size()) > kExactDropsUpTo)
     model.estimate(idx, val);
   else
     model.solution(idx, val);
@@ -77,18 +82,38 @@ int swap_search(SupportModel& model, const SolveOptions& opt, int max_rounds,
       std::vector<std::int64_t> D(drops.begin(), drops.begin() + m), C(adds.begin(), adds.begin() + m);
       if (model.value_after_swap(D, C) < f - min_gain) model.swap(D, C), moved = true;
     }
-    double best = f - min_gain;
-    std::int64_t bi = -1, bj = -1;
-    for (int a = 0; a < kPairs && !moved && a < static_cast<int>(adds.size()); ++a)
-      for (int d = 0; d < kPairs && d < static_cast<int>(drops.size()); ++d) {
-        const double v = model.value_after_swap({drops[d]}, {adds[a]});
-        if (v < best) best = v, bi = drops[d], bj = adds[a];
-      }
-    if (!moved && bi >= 0) model.swap({bi}, {bj}), moved = true;
+    if (!moved) {  // single swaps: all pairs of the kPairs best drops and adds, closed form
+      const std::vector<std::int64_t> D(drops.begin(), drops.begin() + std::min<std::size_t>(kPairs, drops.size()));
+      const std::vector<std::int64_t> C(adds.begin(), adds.begin() + std::min<std::size_t>(kPairs, adds.size()));
+      const auto values = model.pair_values(D, C);
+      const auto best = std::min_element(values.begin(), values.end()) - values.begin();
+      const std::int64_t bi = D[best / C.size()], bj = C[best % C.size()];
+      // Confirmed on the factor itself before it is applied (rounding must not fool us).
+      if (values[best] < f - min_gain && model.value_after_swap({bi}, {bj}) < f - min_gain)
+        model.swap({bi}, {bj}), moved = true;
+    }
     if (!moved) break;
     history.push_back(model.value());
   }
   return rounds;
+}
+
+std::vector<std::int64_t> fill_by_magnitude(const std::vector<float>& w_bar,
+                                            std::vector<std::int64_t> S, std::int64_t k) {
+  std::vector<std::uint8_t> taken(w_bar.size(), 0);
+  for (auto j : S) taken[j] = 1;
+  std::vector<std::int64_t> rest;
+  for (std::int64_t j = 0; j < static_cast<std::int64_t>(w_bar.size()); ++j)
+    if (!taken[j]) rest.push_back(j);
+  const std::int64_t need = std::min<std::int64_t>(k - static_cast<std::int64_t>(S.size()),
+                                                   static_cast<std::int64_t>(rest.size()));
+  if (need <= 0) return S;
+  std::nth_element(rest.begin(), rest.begin() + need - 1, rest.end(), [&](auto a, auto b) {
+    const float fa = std::fabs(w_bar[a]), fb = std::fabs(w_bar[b]);
+    return fa > fb || (fa == fb && a < b);
+  });
+  S.insert(S.end(), rest.begin(), rest.begin() + need);
+  return S;
 }
 
 SolveResult solve_swap(Backend& be, const Problem& pb, const SolveOptions& opt) {
@@ -98,16 +123,7 @@ SolveResult solve_swap(Backend& be, const Problem& pb, const SolveOptions& opt) 
   std::vector<double> history;
   model.reset(S);
   if (static_cast<std::int64_t>(S.size()) < pb.k) {  // no (or a short) warm start: magnitude
-    std::vector<float> w(model.w_bar());
-    for (auto j : S) w[j] = 0.0f;  // keep w0's support, fill by |w_bar|
-    std::vector<std::int64_t> rest;
-    for (std::int64_t j = 0; j < pb.A.p; ++j)
-      if (!model.in_support(j)) rest.push_back(j);
-    const std::int64_t need = pb.k - static_cast<std::int64_t>(S.size());
-    std::nth_element(rest.begin(), rest.begin() + need - 1, rest.end(), [&](auto a, auto b) {
-      return std::fabs(w[a]) > std::fabs(w[b]) || (std::fabs(w[a]) == std::fabs(w[b]) && a < b);
-    });
-    S.insert(S.end(), rest.begin(), rest.begin() + need);
+    S = fill_by_magnitude(model.w_bar(), std::move(S), pb.k);
     model.reset(S);
   }
   history.push_back(model.value());

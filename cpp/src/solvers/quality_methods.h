@@ -36,6 +36,10 @@ int greedy_grow(SupportModel& model, std::int64_t k, double rate, int max_passes
 int swap_search(SupportModel& model, const SolveOptions& opt, int max_rounds,
                 const Stopwatch& clock, double time_limit, std::vector<double>& history);
 
+// S completed to k columns by the largest |w_bar_j| not in S (ties: smaller j first).
+std::vector<std::int64_t> fill_by_magnitude(const std::vector<float>& w_bar,
+                                            std::vector<std::int64_t> S, std::int64_t k);
+
 // Passes over A that auto (and the greedy default rate) may spend on an n x p problem:
 // a fixed budget of streamed elements, so the total work stays ~constant as A grows.
 int pass_budget(std::int64_t n, std::int64_t p);

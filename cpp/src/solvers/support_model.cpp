@@ -24,12 +24,16 @@ bool chol_rank1(std::vector<double>& L, std::int64_t n, std::vector<double>& x, 
   return true;
 }
 
-void chol_solve_colmajor(const std::vector<double>& L, std::int64_t n, std::vector<double>& x) {
-  for (std::int64_t c = 0; c < n; ++c) {  // L y = rhs, column by column
+void chol_forward_colmajor(const std::vector<double>& L, std::int64_t n, double* x) {
+  for (std::int64_t c = 0; c < n; ++c) {  // column by column
     const double* col = &L[c * n];
     x[c] /= col[c];
-    blas::axpy(-x[c], col + c + 1, x.data() + c + 1, n - c - 1);
+    blas::axpy(-x[c], col + c + 1, x + c + 1, n - c - 1);
   }
+}
+
+void chol_solve_colmajor(const std::vector<double>& L, std::int64_t n, std::vector<double>& x) {
+  chol_forward_colmajor(L, n, x.data());  // L y = rhs
   for (std::int64_t c = n - 1; c >= 0; --c) {  // L^T x = y: contiguous dot products
     const double* col = &L[c * n];
     x[c] = (x[c] - blas::dot(col + c + 1, x.data() + c + 1, n - c - 1)) / col[c];
@@ -272,6 +276,73 @@ void SupportModel::swap(const std::vector<std::int64_t>& drop,
   }
   if (st_.L.empty()) refactor(st_, S_);  // a downdate lost definiteness: start clean
   f_ = evaluate(st_, &e_);
+}
+
+std::vector<double> SupportModel::pair_values(const std::vector<std::int64_t>& drop,
+                                              const std::vector<std::int64_t>& add) const {
+  // With x~ = L^{-1} x, x^T P^{-1} y = x~ . y~. After the swap P' = P + a_j a_j^T - a_i a_i^T
+  // and r0, z move along a_j, a_i; every quantity of f lives in span{r0, z, a_j, a_i}, so
+  // f' needs the 4 x 4 Gram matrix of their tilde vectors and a 2 x 2 Woodbury inverse.
+  const std::int64_t n = n_, nd = static_cast<std::int64_t>(drop.size()),
+                     na = static_cast<std::int64_t>(add.size());
+  std::vector<double> out(static_cast<std::size_t>(nd * na),
+                          std::numeric_limits<double>::infinity());
+  if (nd == 0 || na == 0 || st_.L.empty()) return out;
+  std::vector<double> r = st_.r0, z = st_.z, Ud, Ua;
+  chol_forward_colmajor(st_.L, n, r.data());
+  chol_forward_colmajor(st_.L, n, z.data());
+  fetch_columns(drop, Ud);
+  fetch_columns(add, Ua);
+  for (std::int64_t t = 0; t < nd; ++t) chol_forward_colmajor(st_.L, n, &Ud[t * n]);
+  for (std::int64_t t = 0; t < na; ++t) chol_forward_colmajor(st_.L, n, &Ua[t * n]);
+  struct Column { double q, s, t, wb, al; };  // u.u, r~.u, z~.u, w_bar_j, alpha_j
+  auto describe = [&](const std::vector<double>& U, const std::vector<std::int64_t>& cols) {
+    std::vector<Column> c(cols.size());
+    for (std::size_t t = 0; t < cols.size(); ++t) {
+      const double* u = &U[t * n];
+      c[t] = {blas::dot(u, u, n), blas::dot(r.data(), u, n), blas::dot(z.data(), u, n),
+              wbar_[cols[t]], alpha_.empty() ? 0.0 : alpha_[cols[t]]};
+    }
+    return c;
+  };
+  const auto cd = describe(Ud, drop), ca = describe(Ua, add);
+  const double g_rr = blas::dot(r.data(), r.data(), n), g_rz = blas::dot(r.data(), z.data(), n),
+               g_zz = blas::dot(z.data(), z.data(), n);
+  for (std::int64_t d = 0; d < nd; ++d) {
+    const Column& I = cd[d];
+    if (!(1.0 - I.q > 1e-12)) continue;  // dropping i would (nearly) lose definiteness
+    for (std::int64_t a = 0; a < na; ++a) {
+      const Column& J = ca[a];
+      const double h = blas::dot(&Ud[d * n], &Ua[a * n], n);
+      // Basis (r0, z, a_j, a_i): Gram G of the tilde vectors; Woodbury core M = C^-1 + U^T P^-1 U.
+      const double G[4][4] = {{g_rr, g_rz, J.s, I.s}, {g_rz, g_zz, J.t, I.t},
+                              {J.s, J.t, J.q, h}, {I.s, I.t, h, I.q}};
+      const double m00 = 1.0 + J.q, m01 = h, m11 = I.q - 1.0;
+      const double det = m00 * m11 - m01 * m01;
+      if (!(det < 0.0) || !std::isfinite(det)) continue;  // P' not positive definite
+      // Coefficients of r0' = r0 - wb_j a_j + wb_i a_i and z' = z + al_j a_j - al_i a_i.
+      const double cr[4] = {1.0, 0.0, -J.wb, I.wb}, cz[4] = {0.0, 1.0, J.al, -I.al};
+      double cy[4];
+      for (int t = 0; t < 4; ++t) cy[t] = lam_ * cr[t] + cz[t];
+      // x^T P'^{-1} y = cx^T G cy - (G cx)_{2,3}^T M^{-1} (G cy)_{2,3}.
+      auto form = [&](const double* cx, const double* cw) {
+        double gx[4] = {0, 0, 0, 0}, gw[4] = {0, 0, 0, 0}, plain = 0.0;
+        for (int s = 0; s < 4; ++s)
+          for (int t = 0; t < 4; ++t) gx[s] += G[s][t] * cx[t], gw[s] += G[s][t] * cw[t];
+        for (int s = 0; s < 4; ++s) plain += cx[s] * gw[s];
+        const double v0 = (m11 * gw[2] - m01 * gw[3]) / det, v1 = (m00 * gw[3] - m01 * gw[2]) / det;
+        return plain - (gx[2] * v0 + gx[3] * v1);
+      };
+      const double er = form(cy, cr);
+      const double alpha_sq = st_.alpha_sq + J.al * J.al - I.al * I.al;
+      const double alpha_wbar = st_.alpha_wbar + J.al * J.wb - I.al * I.wb;
+      const double wbar_out_sq = st_.wbar_out_sq - J.wb * J.wb + I.wb * I.wb;
+      out[d * na + a] = 0.5 * er +
+                        (alpha_.empty() ? 0.0 : (form(cy, cz) - alpha_sq) / (2 * lam_)) +
+                        alpha_wbar + 0.5 * pb_.lam * std::max(wbar_out_sq, 0.0);
+    }
+  }
+  return out;
 }
 
 void SupportModel::gradient(float* g_dev) {

@@ -29,6 +29,11 @@ class SupportModel {
   double value_after_swap(const std::vector<std::int64_t>& drop,
                           const std::vector<std::int64_t>& add) const;
   void swap(const std::vector<std::int64_t>& drop, const std::vector<std::int64_t>& add);
+  // f after each single swap (drop[d] out, add[a] in), all pairs, row-major |drop| x |add|,
+  // in closed form: one triangular solve per column (O(n^2)) and one dot per pair (O(n)),
+  // by Woodbury on the rank-2 change of P. +inf where a pair is numerically unsafe.
+  std::vector<double> pair_values(const std::vector<std::int64_t>& drop,
+                                  const std::vector<std::int64_t>& add) const;
 
   double value() const { return f_; }
   const std::vector<double>& residual() const { return e_; }  // b - A w* (host)
@@ -101,6 +106,8 @@ bool batch_is_cheaper(std::int64_t moved, std::int64_t n);
 // L L^T + sign x x^T, in O(n^2). x is overwritten. Returns false if a downdate would lose
 // positive definiteness.
 bool chol_rank1(std::vector<double>& L, std::int64_t n, std::vector<double>& x, double sign);
+// Solves L x = rhs in place (forward substitution) for a column-major lower factor.
+void chol_forward_colmajor(const std::vector<double>& L, std::int64_t n, double* x);
 // Solves L L^T x = rhs in place for a column-major lower factor.
 void chol_solve_colmajor(const std::vector<double>& L, std::int64_t n, std::vector<double>& x);
 

@@ -37,9 +37,12 @@ CHITA_AVX2 inline void prefetch_bytes(const void* p, std::int64_t bytes) {
 
 // bf16 bits in the high half of each 32-bit lane: the even element shifted up, the odd
 // element masked in place.
-CHITA_AVX2 inline __m256 bf16_even(__m256i w) { return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)); }
+CHITA_AVX2 inline __m256 bf16_even(__m256i w) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
 CHITA_AVX2 inline __m256 bf16_odd(__m256i w) {
-  return _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  return _mm256_castsi256_ps(_mm256_and_si256(w, high));
 }
 
 CHITA_AVX2 float dot_f32(const float* col, const float* r, std::int64_t n) {
@@ -86,8 +89,12 @@ CHITA_AVX2 float dot_bf16_pairs(const std::uint32_t* col, const float* r_even,
   return acc;
 }
 
-CHITA_AVX2 inline __m256d low_half(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
-CHITA_AVX2 inline __m256d high_half(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
+CHITA_AVX2 inline __m256d low_half(__m256 v) {
+  return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+}
+CHITA_AVX2 inline __m256d high_half(__m256 v) {
+  return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
 
 template <typename Load>
 CHITA_AVX2 void add_columns(const char* const* col, const double* coef, int count,
@@ -110,7 +117,8 @@ CHITA_AVX2 void add_columns(const char* const* col, const double* coef, int coun
   }
   // Rows left over by the four-column sweep, or fewer than four columns.
   for (int c = 0; c < count; ++c)
-    for (std::int64_t j = i; j < n; ++j) acc[j] += coef[c] * static_cast<double>(load8.scalar(col[c], j));
+    for (std::int64_t j = i; j < n; ++j)
+      acc[j] += coef[c] * static_cast<double>(load8.scalar(col[c], j));
 }
 
 template <typename Load>
@@ -122,8 +130,11 @@ CHITA_AVX2 void axpy_groups(const std::int64_t* idx, const float* x, std::int64_
   double coef[4];
   int filled = 0;
   for (std::int64_t t = begin; t < end; ++t) {
-    if (t + ahead < end) prefetch_bytes(base + (idx ? idx[t + ahead] : t + ahead) * column_bytes, column_bytes);
-    if (x[t] == 0.0f) continue;  // trial supports touch few new columns
+    // Zero coefficients are skipped (trial supports touch few new columns): their columns
+    // are not prefetched either.
+    if (t + ahead < end && x[t + ahead] != 0.0f)
+      prefetch_bytes(base + (idx ? idx[t + ahead] : t + ahead) * column_bytes, column_bytes);
+    if (x[t] == 0.0f) continue;
     col[filled] = base + (idx ? idx[t] : t) * column_bytes;
     coef[filled] = x[t];
     if (++filled == 4) add_columns(col, coef, 4, n, acc, load8), filled = 0;
@@ -142,11 +153,13 @@ struct LoadF32 {
 
 struct LoadBF16 {
   CHITA_AVX2 __m256 operator()(const char* col, std::int64_t i) const {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const std::uint16_t*>(col) + i));
+    const auto* halves = reinterpret_cast<const std::uint16_t*>(col) + i;
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(halves));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
   float scalar(const char* col, std::int64_t i) const {
-    std::uint32_t bits = static_cast<std::uint32_t>(reinterpret_cast<const std::uint16_t*>(col)[i]) << 16;
+    const std::uint32_t bits =
+        static_cast<std::uint32_t>(reinterpret_cast<const std::uint16_t*>(col)[i]) << 16;
     float f;
     std::memcpy(&f, &bits, 4);
     return f;

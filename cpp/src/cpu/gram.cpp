@@ -47,7 +47,8 @@ void gram_rows_impl(const MatrixView& A, const std::int64_t* idx, std::int64_t k
           const double* y[4] = {&B[j * kb], &B[(j + 1) * kb], &B[(j + 2) * kb], &B[(j + 3) * kb]};
           double out[8];
           blas::dot_2x4(&B[i * kb], &B[(i + 1) * kb], y, kb, out);
-          for (int c = 0; c < 4; ++c) K[i * n + j + c] += out[c], K[(i + 1) * n + j + c] += out[4 + c];
+          for (int c = 0; c < 4; ++c)
+            K[i * n + j + c] += out[c], K[(i + 1) * n + j + c] += out[4 + c];
         }
       }
       for (std::int64_t r = i; r < std::min(i + 2, n); ++r)

@@ -85,9 +85,9 @@ SolveResult solve_auto(Backend& be, const Problem& pb, const SolveOptions& opt) 
     }
     model.reset(S);
     std::vector<double> trail;
-    const int r = swap_search(
-        model, opt, std::min({opt.swap_rounds, cap, std::max(1, left), std::max(1, work_rounds / 2)}),
-        clock, until(kSecondShare), trail);
+    const int rounds_cap =
+        std::min({opt.swap_rounds, cap, std::max(1, left), std::max(1, work_rounds / 2)});
+    const int r = swap_search(model, opt, rounds_cap, clock, until(kSecondShare), trail);
     iterations += r, left -= r;
     if (model.value() < best_f) {
       best_f = model.value(), best_support = model.support();

@@ -83,8 +83,10 @@ int swap_search(SupportModel& model, const SolveOptions& opt, int max_rounds,
       if (model.value_after_swap(D, C) < f - min_gain) model.swap(D, C), moved = true;
     }
     if (!moved) {  // single swaps: all pairs of the kPairs best drops and adds, closed form
-      const std::vector<std::int64_t> D(drops.begin(), drops.begin() + std::min<std::size_t>(kPairs, drops.size()));
-      const std::vector<std::int64_t> C(adds.begin(), adds.begin() + std::min<std::size_t>(kPairs, adds.size()));
+      const auto nd = std::min<std::size_t>(kPairs, drops.size());
+      const auto na = std::min<std::size_t>(kPairs, adds.size());
+      const std::vector<std::int64_t> D(drops.begin(), drops.begin() + nd);
+      const std::vector<std::int64_t> C(adds.begin(), adds.begin() + na);
       const auto values = model.pair_values(D, C);
       const auto best = std::min_element(values.begin(), values.end()) - values.begin();
       const std::int64_t bi = D[best / C.size()], bj = C[best % C.size()];

@@ -1,7 +1,7 @@
 // auto (the default): greedy selection, then swap local search from the greedy, the IHT
-// and the magnitude supports, best kept. Every phase is bounded in passes over A (pass_budget, and
-// max_iter per phase), the improvement phases by greedy's own work, and all by
-// time_limit; never worse than the greedy support.
+// and the magnitude supports, best kept. Every phase is bounded in passes over A
+// (pass_budget, and max_iter per phase), the improvement phases by greedy's own work, and
+// all by time_limit; never worse than the greedy support.
 #include <algorithm>
 #include <cmath>
 

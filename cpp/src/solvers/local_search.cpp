@@ -18,7 +18,6 @@ constexpr std::int64_t kExactDropsUpTo = 64;
 std::vector<std::int64_t> drop_order(SupportModel& model) {
   std::vector<std::int64_t> idx;
   std::vector<float> val;
-  // Large supports: the n-space estimate (O(k n)) instead of the backsolve (O(k n^2)).
   const auto& pb = model.problem();
   if (pb.lam > 0 && static_cast<std::int64_t>(model.support().size()) > kExactDropsUpTo)
     model.estimate(idx, val);

@@ -1,7 +1,7 @@
 // out = A_S x_S (or A x for all columns): sum of scaled columns, into an n-vector.
 #include <algorithm>
-#include <type_traits>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/columns_avx2.h"

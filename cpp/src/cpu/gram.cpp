@@ -4,9 +4,9 @@
 #include <vector>
 
 #include "cpu/element.h"
-#include "host_blas.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
+#include "host_blas.h"
 
 namespace chita::cpu {
 namespace {

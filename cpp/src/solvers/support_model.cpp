@@ -314,7 +314,8 @@ std::vector<double> SupportModel::pair_values(const std::vector<std::int64_t>& d
     for (std::int64_t a = 0; a < na; ++a) {
       const Column& J = ca[a];
       const double h = blas::dot(&Ud[d * n], &Ua[a * n], n);
-      // Basis (r0, z, a_j, a_i): Gram G of the tilde vectors; Woodbury core M = C^-1 + U^T P^-1 U.
+      // Basis (r0, z, a_j, a_i): Gram G of the tilde vectors; Woodbury core
+      // M = C^-1 + U^T P^-1 U with U = [a_j, a_i], C = diag(1, -1).
       const double G[4][4] = {{g_rr, g_rz, J.s, I.s}, {g_rz, g_zz, J.t, I.t},
                               {J.s, J.t, J.q, h}, {I.s, I.t, h, I.q}};
       const double m00 = 1.0 + J.q, m01 = h, m11 = I.q - 1.0;

@@ -10,29 +10,18 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cpu/prefetch.h"
+
 namespace chita::cpu::avx2 {
 namespace {
 
 #define CHITA_AVX2 __attribute__((target("avx2,fma")))
-
-// Software prefetch runs about 8 KB ahead of the column being read: far enough to cover
-// memory latency, near enough to stay in L1. It matters most for gathered supports, where
-// the hardware prefetcher cannot guess the next column.
-constexpr std::int64_t kPrefetchBytes = 8192;
-inline std::int64_t prefetch_distance(std::int64_t column_bytes) {
-  return column_bytes >= kPrefetchBytes ? 1 : kPrefetchBytes / column_bytes;
-}
 
 CHITA_AVX2 inline float horizontal_sum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
-}
-
-CHITA_AVX2 inline void prefetch_bytes(const void* p, std::int64_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (std::int64_t off = 0; off < bytes; off += 64) _mm_prefetch(c + off, _MM_HINT_T0);
 }
 
 // bf16 bits in the high half of each 32-bit lane: the even element shifted up, the odd
@@ -125,21 +114,10 @@ template <typename Load>
 CHITA_AVX2 void axpy_groups(const std::int64_t* idx, const float* x, std::int64_t begin,
                             std::int64_t end, std::int64_t n, std::int64_t column_bytes,
                             const char* base, double* acc, Load load8) {
-  const std::int64_t ahead = prefetch_distance(column_bytes);
-  const char* col[4];
-  double coef[4];
-  int filled = 0;
-  for (std::int64_t t = begin; t < end; ++t) {
-    // Zero coefficients are skipped (trial supports touch few new columns): their columns
-    // are not prefetched either.
-    if (t + ahead < end && x[t + ahead] != 0.0f)
-      prefetch_bytes(base + (idx ? idx[t + ahead] : t + ahead) * column_bytes, column_bytes);
-    if (x[t] == 0.0f) continue;
-    col[filled] = base + (idx ? idx[t] : t) * column_bytes;
-    coef[filled] = x[t];
-    if (++filled == 4) add_columns(col, coef, 4, n, acc, load8), filled = 0;
-  }
-  add_columns(col, coef, filled, n, acc, load8);
+  for_nonzero_column_groups(idx, x, begin, end, column_bytes, base,
+                            [&](const char* const* col, const double* coef, int count) {
+                              add_columns(col, coef, count, n, acc, load8);
+                            });
 }
 
 struct LoadF32 {
@@ -177,20 +155,22 @@ bool available() {
 
 CHITA_AVX2 void atr_f32(const float* a, std::int64_t n, const float* r, const std::int64_t* idx,
                         std::int64_t begin, std::int64_t end, float* out) {
-  const std::int64_t ahead = prefetch_distance(n * 4);
+  const PrefetchDistance ahead(n * 4);
+  const auto column = [=](std::int64_t t) { return a + (idx ? idx[t] : t) * n; };
   for (std::int64_t t = begin; t < end; ++t) {
-    if (t + ahead < end) prefetch_bytes(a + (idx ? idx[t + ahead] : t + ahead) * n, n * 4);
-    out[t] = dot_f32(a + (idx ? idx[t] : t) * n, r, n);
+    prefetch_ahead(ahead, t, end, n * 4, column);
+    out[t] = dot_f32(column(t), r, n);
   }
 }
 
 CHITA_AVX2 void atr_bf16_pairs(const std::uint16_t* a, std::int64_t n, const float* r_even,
                                const float* r_odd, const std::int64_t* idx, std::int64_t begin,
                                std::int64_t end, float* out) {
-  const std::int64_t ahead = prefetch_distance(n * 2);
+  const PrefetchDistance ahead(n * 2);
+  const auto column = [=](std::int64_t t) { return a + (idx ? idx[t] : t) * n; };
   for (std::int64_t t = begin; t < end; ++t) {
-    if (t + ahead < end) prefetch_bytes(a + (idx ? idx[t + ahead] : t + ahead) * n, 2 * n);
-    const auto* col = reinterpret_cast<const std::uint32_t*>(a + (idx ? idx[t] : t) * n);
+    prefetch_ahead(ahead, t, end, n * 2, column);
+    const auto* col = reinterpret_cast<const std::uint32_t*>(column(t));
     out[t] = dot_bf16_pairs(col, r_even, r_odd, n / 2);
   }
 }

@@ -32,6 +32,14 @@ class Buffer {
   std::int64_t size_ = 0;
 };
 
+// The terms of the objective's gradient besides -A^T r: g = -A^T r + lam (w - w_bar) + alpha.
+struct GradientTerms {
+  float lam = 0.0f;
+  const float* w = nullptr;      // length p
+  const float* w_bar = nullptr;  // length p; null reads as zero
+  const float* alpha = nullptr;  // length p; null reads as zero
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -58,6 +66,14 @@ class Backend {
                          std::int64_t k, double* out) = 0;
   // out[i] = sum_j A(i, j) x[j] for i < n (overwrites out).
   virtual void ax_dense(const MatrixView& A, const float* x, double* out) = 0;
+  // The IHT gradient with its product on the support idx (length k):
+  //   g = -A^T r + lam (w - w_bar) + alpha (length p), g_s[t] = g[idx[t]],
+  //   a_g_s = A_S g_s (float64, length n; overwritten).
+  // The default runs atr, the vector ops, gather and ax_sparse in turn; the CPU backend
+  // fuses them so that the support's columns are read from memory once, not twice.
+  virtual void gradient_on_support(const MatrixView& A, const float* r,
+                                   const GradientTerms& terms, const std::int64_t* idx,
+                                   std::int64_t k, float* g, float* g_s, double* a_g_s);
   // host_out (n x n, row-major, float64, host memory) = A_S A_S^T = sum_t a_t a_t^T.
   virtual void gram_rows(const MatrixView& A, const std::int64_t* idx, std::int64_t k,
                          double* host_out) = 0;

@@ -3,6 +3,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/column_ranges.h"
 #include "cpu/columns_avx2.h"
 #include "cpu/element.h"
 #include "cpu/kernels.h"
@@ -62,59 +63,67 @@ __attribute__((target_clones("avx2", "default"))) void atr_rowmajor_tile(
   }
 }
 
+// Single-thread A^T r over columns [begin, end) (or idx[begin..end)), for one dtype.
 template <typename E>
-void atr_impl(const MatrixView& A, const float* r, const std::int64_t* idx, std::int64_t k,
-              float* out, int threads) {
+void atr_range(const MatrixView& A, const PreparedResidual& r, const std::int64_t* idx,
+               std::int64_t begin, std::int64_t end, float* out) {
   const auto* a = static_cast<const typename E::Stored*>(A.data);
   if constexpr (std::is_same_v<E, BF16>) {
-    const bool aligned_pairs = reinterpret_cast<std::uintptr_t>(A.data) % 4 == 0;
-    if (A.layout == Layout::col_major && A.n % 2 == 0 && aligned_pairs) {
-      std::vector<float> r_even(A.n / 2), r_odd(A.n / 2);
-      for (std::int64_t i = 0; i < A.n / 2; ++i) r_even[i] = r[2 * i], r_odd[i] = r[2 * i + 1];
-      const bool fast = avx2::available();
-      parallel_ranges(k, kColumnGrain, threads, [&](std::int64_t b, std::int64_t e) {
-        if (fast)
-          avx2::atr_bf16_pairs(a, A.n, r_even.data(), r_odd.data(), idx, b, e, out);
-        else
-          atr_bf16_pairs_range(a, A.n, r_even.data(), r_odd.data(), idx, b, e, out);
-      });
-      return;
+    if (r.bf16_pairs) {
+      if (avx2::available())
+        return avx2::atr_bf16_pairs(a, A.n, r.even.data(), r.odd.data(), idx, begin, end, out);
+      return atr_bf16_pairs_range(a, A.n, r.even.data(), r.odd.data(), idx, begin, end, out);
     }
   }
   if (A.layout == Layout::col_major) {
-    const bool fast = std::is_same_v<E, F32> && avx2::available();
-    parallel_ranges(k, kColumnGrain, threads, [&](std::int64_t b, std::int64_t e) {
-      if constexpr (std::is_same_v<E, F32>) {
-        if (fast) return avx2::atr_f32(a, A.n, r, idx, b, e, out);
-      }
-      atr_colmajor_range<E>(a, A.n, r, idx, b, e, out);
-    });
+    if constexpr (std::is_same_v<E, F32>) {
+      if (avx2::available()) return avx2::atr_f32(a, A.n, r.r, idx, begin, end, out);
+    }
+    atr_colmajor_range<E>(a, A.n, r.r, idx, begin, end, out);
   } else if (!idx) {
-    parallel_ranges(k, kRowMajorTile, threads, [&](std::int64_t b, std::int64_t e) {
-      atr_rowmajor_tile<E>(a, A.n, A.p, r, b, e, out);
-    });
+    atr_rowmajor_tile<E>(a, A.n, A.p, r.r, begin, end, out);
   } else {  // row-major gather: strided, used only on supports
-    parallel_ranges(k, kColumnGrain, threads, [&](std::int64_t b, std::int64_t e) {
-      for (std::int64_t t = b; t < e; ++t) {
-        float acc = 0.0f;
-        for (std::int64_t i = 0; i < A.n; ++i) acc += E::load(a, i * A.p + idx[t]) * r[i];
-        out[t] = acc;
-      }
-    });
+    for (std::int64_t t = begin; t < end; ++t) {
+      float acc = 0.0f;
+      for (std::int64_t i = 0; i < A.n; ++i) acc += E::load(a, i * A.p + idx[t]) * r.r[i];
+      out[t] = acc;
+    }
   }
+}
+
+void atr_impl(const MatrixView& A, const float* r, const std::int64_t* idx, std::int64_t k,
+              float* out, int threads) {
+  const PreparedResidual prepared(A, r);
+  const std::int64_t grain = A.layout == Layout::row_major && !idx ? kRowMajorTile : kColumnGrain;
+  parallel_ranges(k, grain, threads, [&](std::int64_t b, std::int64_t e) {
+    atr_columns(A, prepared, idx, b, e, out);
+  });
 }
 
 }  // namespace
 
-void atr(const MatrixView& A, const float* r, float* out, int threads) {
+PreparedResidual::PreparedResidual(const MatrixView& A, const float* r_in) : r(r_in) {
+  // bfloat16, column-major, n even, 4-byte aligned: columns are read as 32-bit words.
+  bf16_pairs = A.dtype == DType::bf16 && A.layout == Layout::col_major && A.n % 2 == 0 &&
+               reinterpret_cast<std::uintptr_t>(A.data) % 4 == 0;
+  if (!bf16_pairs) return;
+  even.resize(A.n / 2), odd.resize(A.n / 2);
+  for (std::int64_t i = 0; i < A.n / 2; ++i) even[i] = r[2 * i], odd[i] = r[2 * i + 1];
+}
+
+void atr_columns(const MatrixView& A, const PreparedResidual& r, const std::int64_t* idx,
+                 std::int64_t begin, std::int64_t end, float* out) {
   with_element(A.dtype == DType::bf16,
-               [&](auto e) { atr_impl<decltype(e)>(A, r, nullptr, A.p, out, threads); });
+               [&](auto e) { atr_range<decltype(e)>(A, r, idx, begin, end, out); });
+}
+
+void atr(const MatrixView& A, const float* r, float* out, int threads) {
+  atr_impl(A, r, nullptr, A.p, out, threads);
 }
 
 void atr_subset(const MatrixView& A, const float* r, const std::int64_t* idx, std::int64_t k,
                 float* out, int threads) {
-  with_element(A.dtype == DType::bf16,
-               [&](auto e) { atr_impl<decltype(e)>(A, r, idx, k, out, threads); });
+  atr_impl(A, r, idx, k, out, threads);
 }
 
 }  // namespace chita::cpu

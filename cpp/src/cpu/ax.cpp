@@ -4,6 +4,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/column_ranges.h"
 #include "cpu/columns_avx2.h"
 #include "cpu/element.h"
 #include "cpu/kernels.h"
@@ -47,6 +48,18 @@ __attribute__((target_clones("avx2", "default"))) void axpy_columns(
 }
 
 template <typename E>
+void add_scaled_columns_range(const typename E::Stored* a, std::int64_t n,
+                              const std::int64_t* idx, const float* x, std::int64_t begin,
+                              std::int64_t end, double* acc) {
+  if (!avx2::available())
+    axpy_columns<E>(a, n, idx, x, begin, end, acc);
+  else if constexpr (std::is_same_v<E, F32>)
+    avx2::axpy_f32(a, n, idx, x, begin, end, acc);
+  else
+    avx2::axpy_bf16(a, n, idx, x, begin, end, acc);
+}
+
+template <typename E>
 void ax_colmajor(const MatrixView& A, const std::int64_t* idx, const float* x, std::int64_t k,
                  double* out, int threads) {
   const auto* a = static_cast<const typename E::Stored*>(A.data);
@@ -56,16 +69,9 @@ void ax_colmajor(const MatrixView& A, const std::int64_t* idx, const float* x, s
       std::max(kMinChunkColumns, (k + kMaxChunks - 1) / kMaxChunks);
   const std::int64_t chunks = (k + chunk - 1) / chunk;
   std::vector<double> partial(static_cast<std::size_t>(chunks * n), 0.0);
-  const bool fast = avx2::available();
   parallel_ranges(chunks, 1, threads, [&](std::int64_t c, std::int64_t) {
     const std::int64_t begin = c * chunk, end = std::min(k, begin + chunk);
-    double* acc = &partial[c * n];
-    if (!fast)
-      axpy_columns<E>(a, n, idx, x, begin, end, acc);
-    else if constexpr (std::is_same_v<E, F32>)
-      avx2::axpy_f32(a, n, idx, x, begin, end, acc);
-    else
-      avx2::axpy_bf16(a, n, idx, x, begin, end, acc);
+    add_scaled_columns_range<E>(a, n, idx, x, begin, end, &partial[c * n]);
   });
   std::fill(out, out + n, 0.0);
   for (std::int64_t c = 0; c < chunks; ++c)
@@ -90,6 +96,15 @@ void ax_rowmajor(const MatrixView& A, const std::int64_t* idx, const float* x, s
 }
 
 }  // namespace
+
+void add_scaled_columns(const MatrixView& A, const std::int64_t* idx, const float* x,
+                        std::int64_t begin, std::int64_t end, double* acc) {
+  with_element(A.dtype == DType::bf16, [&](auto e) {
+    using E = decltype(e);
+    add_scaled_columns_range<E>(static_cast<const typename E::Stored*>(A.data), A.n, idx, x,
+                                begin, end, acc);
+  });
+}
 
 void ax(const MatrixView& A, const std::int64_t* idx, const float* x, std::int64_t k,
         double* out, int threads) {

@@ -51,6 +51,11 @@ class CpuBackend final : public Backend {
                  double* out) override {
     cpu::ax(A, idx, x, k, out, threads_);
   }
+  void gradient_on_support(const MatrixView& A, const float* r, const GradientTerms& terms,
+                           const std::int64_t* idx, std::int64_t k, float* g, float* g_s,
+                           double* a_g_s) override {
+    cpu::gradient_on_support(A, r, terms, idx, k, g, g_s, a_g_s, threads_);
+  }
   void ax_dense(const MatrixView& A, const float* x, double* out) override {
     cpu::ax(A, nullptr, x, A.p, out, threads_);
   }

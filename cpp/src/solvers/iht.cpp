@@ -71,14 +71,16 @@ class Iht {
   }
 
  private:
-  // g = -A^T r + lam (w - w_bar) + alpha, the full gradient.
-  void gradient() {
+  // g = -A^T r + lam (w - w_bar) + alpha, the full gradient; g_S and A g_S with it.
+  void gradient_on_support() {
     be_.f64_to_f32(r_.data(), r32_.data(), n_);
-    be_.atr(pb_.A, r32_.data(), g_.data());
-    be_.axpby(-1.0f, g_.data(), static_cast<float>(pb_.lam), w_.data(), g_.data(), p_);
-    if (pb_.lam > 0)
-      be_.axpby(1.0f, g_.data(), static_cast<float>(-pb_.lam), pb_.w_bar, g_.data(), p_);
-    if (pb_.alpha) be_.axpby(1.0f, g_.data(), 1.0f, pb_.alpha, g_.data(), p_);
+    GradientTerms terms;
+    terms.lam = static_cast<float>(pb_.lam);
+    terms.w = w_.data();
+    terms.w_bar = pb_.w_bar;
+    terms.alpha = pb_.alpha;
+    be_.gradient_on_support(pb_.A, r32_.data(), terms, cur_.idx.data(), k_, g_.data(),
+                            g_s_.data(), a_g_s_.data());
   }
 
   // f at H_k(w - tau g); the candidate lands in trial_ / r_trial_. With T the new support
@@ -127,10 +129,8 @@ class Iht {
 
   // One IHT iteration. Returns false if no candidate step decreases f.
   bool step(SolveResult& res) {
-    gradient();
-    be_.gather(g_.data(), cur_.idx.data(), k_, g_s_.data());
+    gradient_on_support();
     const double g_s_sq = be_.dot(g_s_.data(), g_s_.data(), k_);
-    be_.ax_sparse(pb_.A, cur_.idx.data(), g_s_.data(), k_, a_g_s_.data());
     const double a_g_s_sq = be_.dot_f64(a_g_s_.data(), a_g_s_.data(), n_);
     const double tau_opt = tau_optimal(g_s_sq, a_g_s_sq, pb_.lam);
     const double M = be_.max_abs_unmasked(g_.data(), mask_.data(), p_);

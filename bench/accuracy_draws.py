@@ -1,6 +1,8 @@
 """Pruned-MLP test accuracy of our default (`auto`) against OMP's support, over several
 random draws of the n gradient samples (one trained network), so that a difference can be
-told from the luck of one draw.
+told from the luck of one draw. Also the test loss, and the objective on a held-out draw
+of n other samples (same lam): does a lower objective on the n samples carry over to
+samples the solver did not see?
 
     python bench/accuracy_draws.py --n 128 --draws 8 --sparsity 0.98,0.95,0.9 --out FILE
 
@@ -20,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import chita_ext  # noqa: E402
-from compare_solvers import mnist_gradients, numpy_omp, score, test_accuracy  # noqa: E402
+from compare_solvers import mnist_gradients, numpy_omp, score, test_accuracy_and_loss  # noqa: E402
 from machine import describe  # noqa: E402
 
 
@@ -34,11 +36,18 @@ def main():
     ap.add_argument("--out")
     args = ap.parse_args()
     sparsities = [float(s) for s in args.sparsity.split(",")]
-    rows = []  # (draw, sparsity, f_auto, f_omp, acc_auto, acc_omp, t_auto, t_omp)
+    rows = []  # dicts, one per (draw, sparsity)
     for draw in range(args.draws):
         A, w_bar, model = mnist_gradients(args.n, args.hidden, seed=0, sample_seed=1000 + draw)
+        A_held, _, _ = mnist_gradients(args.n, args.hidden, seed=0, sample_seed=9000 + draw)
         p = A.shape[1]
         lam = args.lam_rel * float(np.sum(A.astype(np.float64) ** 2)) / p
+
+        def held_out(w):
+            d = w.astype(np.float64) - w_bar
+            return 0.5 * float(np.sum((A_held.astype(np.float64) @ d) ** 2)) + \
+                0.5 * lam * float(d @ d)
+
         for sp in sparsities:
             k = int(round((1 - sp) * p))
             t0 = time.perf_counter()
@@ -46,26 +55,38 @@ def main():
             t1 = time.perf_counter()
             omp = score(A, w_bar, lam, numpy_omp(A, w_bar, k, lam))
             t2 = time.perf_counter()
-            rows.append((draw, sp, ours.objective, omp.objective, test_accuracy(model, ours.w),
-                         test_accuracy(model, omp.w), t1 - t0, t2 - t1))
-            print(*(f"{v:.6g}" if isinstance(v, float) else v for v in rows[-1]), flush=True)
+            (acc_a, loss_a), (acc_o, loss_o) = (test_accuracy_and_loss(model, ours.w),
+                                                test_accuracy_and_loss(model, omp.w))
+            rows.append(dict(draw=draw, sp=sp, f_a=ours.objective, f_o=omp.objective,
+                             h_a=held_out(ours.w), h_o=held_out(omp.w), acc_a=acc_a,
+                             acc_o=acc_o, loss_a=loss_a, loss_o=loss_o, t_a=t1 - t0,
+                             t_o=t2 - t1))
+            print(rows[-1], flush=True)
     lines = [f"# Pruned-MLP accuracy over {args.draws} draws of n = {args.n} samples", "",
              f"Machine: {describe()}", "",
              "Command: `python bench/accuracy_draws.py " + " ".join(sys.argv[1:]) + "`", "",
-             "| sparsity | auto objective < OMP's (draws) | mean accuracy: auto | OMP support "
-             "| auto - OMP: mean (min, max) | auto more accurate (draws) | mean time (s): auto / OMP |",
-             "|---|---|---|---|---|---|---|"]
+             "Held-out objective: f(w) with A from n other samples (same lam, b = A w_bar).", "",
+             "| sparsity | auto objective < OMP's (draws) | auto held-out objective < OMP's "
+             "| mean accuracy: auto | OMP support | auto - OMP: mean (min, max) "
+             "| auto more accurate (draws) | auto lower test loss (draws) "
+             "| mean time (s): auto / OMP |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for sp in sparsities:
-        r = np.array([row[2:] for row in rows if row[1] == sp], dtype=float)
-        d = r[:, 2] - r[:, 3]
-        lines.append(f"| {sp} | {int(np.sum(r[:, 0] < r[:, 1]))}/{len(r)} | {r[:, 2].mean():.4f} | "
-                     f"{r[:, 3].mean():.4f} | {d.mean():+.4f} ({d.min():+.4f}, {d.max():+.4f}) | "
-                     f"{int(np.sum(d > 0))}/{len(r)} (ties {int(np.sum(d == 0))}) | "
-                     f"{r[:, 4].mean():.2f} / {r[:, 5].mean():.2f} |")
-    lines += ["", "| draw | sparsity | auto objective | OMP objective | auto accuracy | OMP accuracy |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {d} | {sp} | {fa:.6e} | {fo:.6e} | {aa:.4f} | {ao:.4f} |"
-              for d, sp, fa, fo, aa, ao, _, _ in rows]
+        r = [row for row in rows if row["sp"] == sp]
+        col = lambda key: np.array([row[key] for row in r], dtype=float)  # noqa: E731
+        d = col("acc_a") - col("acc_o")
+        lines.append(
+            f"| {sp} | {int(np.sum(col('f_a') < col('f_o')))}/{len(r)} | "
+            f"{int(np.sum(col('h_a') < col('h_o')))}/{len(r)} | {col('acc_a').mean():.4f} | "
+            f"{col('acc_o').mean():.4f} | {d.mean():+.4f} ({d.min():+.4f}, {d.max():+.4f}) | "
+            f"{int(np.sum(d > 0))}/{len(r)} (ties {int(np.sum(d == 0))}) | "
+            f"{int(np.sum(col('loss_a') < col('loss_o')))}/{len(r)} | "
+            f"{col('t_a').mean():.2f} / {col('t_o').mean():.2f} |")
+    lines += ["", "| draw | sparsity | objective: auto / OMP | held-out objective: auto / OMP "
+              "| accuracy: auto / OMP | test loss: auto / OMP |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['draw']} | {r['sp']} | {r['f_a']:.6e} / {r['f_o']:.6e} | "
+              f"{r['h_a']:.6e} / {r['h_o']:.6e} | {r['acc_a']:.4f} / {r['acc_o']:.4f} | "
+              f"{r['loss_a']:.4f} / {r['loss_o']:.4f} |" for r in rows]
     text = "\n".join(lines)
     print(text)
     if args.out:

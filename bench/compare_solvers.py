@@ -98,6 +98,12 @@ def train_mlp(X, y, hidden, seed):
 
 def test_accuracy(model, w):
     """Test accuracy of the MLP with its weight matrices set from w (biases kept)."""
+    return test_accuracy_and_loss(model, w)[0]
+
+
+def test_accuracy_and_loss(model, w):
+    """Test accuracy and mean cross-entropy of the MLP with its weight matrices set from w
+    (biases kept)."""
     import torch
 
     net, names, Xt, yt = model
@@ -111,8 +117,9 @@ def test_accuracy(model, w):
                         else type(mod)() for mod in net])
     clone.load_state_dict(state)
     with torch.no_grad():
-        pred = clone(torch.tensor(Xt)).argmax(1).numpy()
-    return float(np.mean(pred == yt))
+        logits = clone(torch.tensor(Xt))
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor(yt, dtype=torch.long))
+    return float(np.mean(logits.argmax(1).numpy() == yt)), float(loss)
 
 
 def synthetic(n, p, seed=0):

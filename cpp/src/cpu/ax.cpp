@@ -73,9 +73,7 @@ void ax_colmajor(const MatrixView& A, const std::int64_t* idx, const float* x, s
     const std::int64_t begin = c * chunk, end = std::min(k, begin + chunk);
     add_scaled_columns_range<E>(a, n, idx, x, begin, end, &partial[c * n]);
   });
-  std::fill(out, out + n, 0.0);
-  for (std::int64_t c = 0; c < chunks; ++c)
-    for (std::int64_t i = 0; i < n; ++i) out[i] += partial[c * n + i];
+  sum_partials_in_order(partial, chunks, n, out);
 }
 
 template <typename E>

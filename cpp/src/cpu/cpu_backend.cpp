@@ -146,7 +146,8 @@ class CpuBackend final : public Backend {
   double support_change_step(const float* w_s, const float* g_s, std::int64_t k,
                              double M) override {
     double best = std::numeric_limits<double>::infinity();
-    for (std::int64_t t = 0; t < k; ++t) best = std::min(best, support_change_tau(w_s[t], g_s[t], M));
+    for (std::int64_t t = 0; t < k; ++t)
+      best = std::min(best, support_change_tau(w_s[t], g_s[t], M));
     return best;
   }
 

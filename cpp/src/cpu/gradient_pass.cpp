@@ -39,7 +39,6 @@ void gradient_on_support(const MatrixView& A, const float* r, const GradientTerm
                          const std::int64_t* idx, std::int64_t k, float* g, float* g_s,
                          double* a_g_s, int threads) {
   const std::int64_t n = A.n, p = A.p;
-  const PreparedResidual prepared(A, r);
   if (A.layout != Layout::col_major) {  // row-major: no column blocks to reuse
     atr(A, r, g, threads);
     gradient_epilogue(terms, 0, p, g);
@@ -49,6 +48,7 @@ void gradient_on_support(const MatrixView& A, const float* r, const GradientTerm
   }
   // Chunks depend on p only, and their partial sums are added in order: the result does
   // not depend on the thread count.
+  const PreparedResidual prepared(A, r);
   const std::int64_t chunk = std::max(kMinChunkColumns, (p + kMaxChunks - 1) / kMaxChunks);
   const std::int64_t chunks = (p + chunk - 1) / chunk;
   const std::int64_t block = std::max<std::int64_t>(1, kBlockBytes / (n * A.element_bytes()));
@@ -65,9 +65,7 @@ void gradient_on_support(const MatrixView& A, const float* r, const GradientTerm
       add_scaled_columns(A, idx, g_s, t0, t, &partial[c * n]);
     }
   });
-  std::fill(a_g_s, a_g_s + n, 0.0);
-  for (std::int64_t c = 0; c < chunks; ++c)
-    for (std::int64_t i = 0; i < n; ++i) a_g_s[i] += partial[c * n + i];
+  sum_partials_in_order(partial, chunks, n, a_g_s);
 }
 
 }  // namespace chita::cpu

@@ -70,7 +70,8 @@ void gram_cols_impl(const MatrixView& A, const std::int64_t* idx, std::int64_t k
   });
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 8)
   for (std::int64_t s = 0; s < k; ++s)
-    for (std::int64_t t = 0; t <= s; ++t) G[s * k + t] = G[t * k + s] = dot(&C[s * n], &C[t * n], n);
+    for (std::int64_t t = 0; t <= s; ++t)
+      G[s * k + t] = G[t * k + s] = dot(&C[s * n], &C[t * n], n);
 }
 
 }  // namespace

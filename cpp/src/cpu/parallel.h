@@ -31,6 +31,15 @@ double ordered_sum(std::int64_t m, int threads, ChunkSum chunk_sum) {
   return total;
 }
 
+// out[0..n) = sum over c < chunks of partial[c * n .. c * n + n), added in chunk order (so
+// the result does not depend on which thread filled which chunk).
+inline void sum_partials_in_order(const std::vector<double>& partial, std::int64_t chunks,
+                                  std::int64_t n, double* out) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = 0.0;
+  for (std::int64_t c = 0; c < chunks; ++c)
+    for (std::int64_t i = 0; i < n; ++i) out[i] += partial[c * n + i];
+}
+
 // Runs body(begin, end) over [0, m) in parallel; the first exception thrown inside the
 // region is re-thrown after it (no exception may escape an OpenMP region).
 template <typename Body>

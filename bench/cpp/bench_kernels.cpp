@@ -80,6 +80,21 @@ Data& data() {
   return d;
 }
 
+// dst[0..m) = src[0..m) with glibc memcpy, one contiguous slice per OpenMP thread.
+void parallel_memcpy(const float* src, float* dst, std::int64_t m) {
+#pragma omp parallel
+  {
+    const std::int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const std::int64_t b = m * t / threads, e = m * (t + 1) / threads;
+    std::memcpy(dst + b, src + b, static_cast<std::size_t>(e - b) * 4);
+  }
+}
+
+// Copy bandwidth (bytes read + written per second) of one copy of A's float32 bytes.
+double copy_gbs(double copy_seconds) {
+  return 2.0 * static_cast<double>(data().a32.size()) * sizeof(float) / copy_seconds / 1e9;
+}
+
 // Parallel copy of A's float32 bytes, bytes read + written per second: the bandwidth floor
 // every kernel is compared with. Two copies: glibc memcpy per thread (non-temporal stores,
 // the strict yardstick) and a plain loop (ordinary stores).
@@ -91,12 +106,7 @@ double measure_copy_gbs(bool use_memcpy) {
   for (int rep = 0; rep < 6; ++rep) {  // first rep warms (page faults on dst)
     const auto t0 = std::chrono::steady_clock::now();
     if (use_memcpy) {
-#pragma omp parallel
-      {
-        const std::int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-        const std::int64_t b = m * t / threads, e = m * (t + 1) / threads;
-        std::memcpy(dst.data() + b, src.data() + b, static_cast<std::size_t>(e - b) * 4);
-      }
+      parallel_memcpy(src.data(), dst.data(), m);
     } else {  // a plain loop: ordinary stores (read-for-ownership on the destination)
 #pragma omp parallel for schedule(static)
       for (std::int64_t i = 0; i < m; ++i) dst[i] = src[i];
@@ -105,7 +115,7 @@ double measure_copy_gbs(bool use_memcpy) {
     if (rep > 0 && s < best) best = s;
   }
   benchmark::DoNotOptimize(dst.data());
-  return 2.0 * m * sizeof(float) / best / 1e9;
+  return copy_gbs(best);
 }
 
 // One parallel memcpy of A's float32 bytes into a buffer kept across calls; returns its
@@ -114,21 +124,10 @@ double measure_copy_gbs(bool use_memcpy) {
 double paired_copy_seconds() {
   const auto& src = data().a32;
   static std::vector<float> dst(src.size());
-  const std::int64_t m = static_cast<std::int64_t>(src.size());
   const auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel
-  {
-    const std::int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const std::int64_t b = m * t / threads, e = m * (t + 1) / threads;
-    std::memcpy(dst.data() + b, src.data() + b, static_cast<std::size_t>(e - b) * 4);
-  }
+  parallel_memcpy(src.data(), dst.data(), static_cast<std::int64_t>(src.size()));
   benchmark::DoNotOptimize(dst.data());
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Copy bandwidth (bytes read + written per second) from the best paired copy.
-double paired_copy_gbs(double best_copy_seconds) {
-  return 2.0 * static_cast<double>(data().a32.size()) * sizeof(float) / best_copy_seconds / 1e9;
 }
 
 #if defined(__x86_64__)
@@ -192,7 +191,7 @@ void report_bandwidth(benchmark::State& state, double bytes_per_iter, double tot
   state.counters["GB/s"] = gbs;
   state.counters["frac_copy_bw"] = gbs / g_copy_gbs;
   state.counters["best_frac_copy_bw"] = bytes_per_iter / best / 1e9 / g_copy_gbs;
-  state.counters["paired_frac_copy_bw"] = bytes_per_iter / best / 1e9 / paired_copy_gbs(best_copy);
+  state.counters["paired_frac_copy_bw"] = bytes_per_iter / best / 1e9 / copy_gbs(best_copy);
   state.counters["frac_loop_copy_bw"] = gbs / g_loop_copy_gbs;
   state.counters["frac_read_bw"] = gbs / g_read_gbs;
 }
@@ -280,7 +279,7 @@ void BM_IhtIteration(benchmark::State& state) {
   const double bytes = static_cast<double>(A.bytes());
   report_bandwidth(state, bytes, total, best, best_copy);
   state.counters["x_read_pass"] = (total / state.iterations()) * g_read_gbs * 1e9 / bytes;
-  state.counters["paired_x_copy_rate"] = best * paired_copy_gbs(best_copy) * 1e9 / bytes;
+  state.counters["paired_x_copy_rate"] = best * copy_gbs(best_copy) * 1e9 / bytes;
 }
 
 }  // namespace

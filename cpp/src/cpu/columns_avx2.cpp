@@ -114,10 +114,24 @@ template <typename Load>
 CHITA_AVX2 void axpy_groups(const std::int64_t* idx, const float* x, std::int64_t begin,
                             std::int64_t end, std::int64_t n, std::int64_t column_bytes,
                             const char* base, double* acc, Load load8) {
-  for_nonzero_column_groups(idx, x, begin, end, column_bytes, base,
-                            [&](const char* const* col, const double* coef, int count) {
-                              add_columns(col, coef, count, n, acc, load8);
-                            });
+  const PrefetchDistance ahead(column_bytes);
+  const auto column = [=](std::int64_t t) { return base + (idx ? idx[t] : t) * column_bytes; };
+  const char* col[4];
+  double coef[4];
+  int filled = 0;
+  for (std::int64_t t = begin; t < end; ++t) {
+    // Zero coefficients are skipped (trial supports touch few new columns): their columns
+    // are not prefetched either.
+    if (t + ahead.near < end && x[t + ahead.near] != 0.0f)
+      prefetch_bytes<_MM_HINT_T0>(column(t + ahead.near), column_bytes);
+    if (t + ahead.far < end && x[t + ahead.far] != 0.0f)
+      prefetch_bytes<_MM_HINT_T1>(column(t + ahead.far), column_bytes);
+    if (x[t] == 0.0f) continue;
+    col[filled] = column(t);
+    coef[filled] = x[t];
+    if (++filled == 4) add_columns(col, coef, 4, n, acc, load8), filled = 0;
+  }
+  add_columns(col, coef, filled, n, acc, load8);
 }
 
 struct LoadF32 {

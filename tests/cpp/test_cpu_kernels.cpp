@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "chita/backend.h"
@@ -55,9 +56,10 @@ TEST(CpuKernels, AxSparseIsThreadCountIndependent) {
 TEST(CpuKernels, TopkMatchesSortWithIndexTieBreak) {
   std::mt19937 gen(3);
   std::uniform_int_distribution<int> small(-4, 4);
-  std::vector<float> x(100000);
+  std::vector<float> x(400000);  // several ranges at 2-5 threads: ties cross range edges
   for (auto& v : x) v = 0.5f * small(gen);  // many ties, zeros of both signs
-  for (std::int64_t k : {1, 10, 5000, 99999}) {
+  for (auto [k, threads] : {std::pair<std::int64_t, int>{1, 2}, {10, 5}, {5000, 2},
+                            {170000, 5}, {399999, 3}, {250000, 1}}) {
     std::vector<std::int64_t> order(x.size());
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(),
@@ -65,8 +67,8 @@ TEST(CpuKernels, TopkMatchesSortWithIndexTieBreak) {
     order.resize(k);
     std::sort(order.begin(), order.end());
     std::vector<std::int64_t> got(k);
-    make_backend(DeviceRef{}, 2)->topk_abs(x.data(), x.size(), k, got.data());
-    EXPECT_EQ(got, order) << "k=" << k;
+    make_backend(DeviceRef{}, threads)->topk_abs(x.data(), x.size(), k, got.data());
+    EXPECT_EQ(got, order) << "k=" << k << " threads=" << threads;
   }
 }
 

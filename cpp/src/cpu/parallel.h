@@ -40,14 +40,17 @@ inline void sum_partials_in_order(const std::vector<double>& partial, std::int64
     for (std::int64_t i = 0; i < n; ++i) out[i] += partial[c * n + i];
 }
 
-// Runs body(begin, end) over [0, m) in parallel; the first exception thrown inside the
-// region is re-thrown after it (no exception may escape an OpenMP region).
+// Runs body(begin, end) over [0, m) in parallel, chunks of `grain` handed out dynamically:
+// a thread the OS or hypervisor delays does not hold the others up (A^T r went from 23-25
+// to 27-29 GB/s on a 2-core VM). Callers index results by chunk, never by thread. The first
+// exception thrown inside the region is re-thrown after it (none may escape an OpenMP
+// region).
 template <typename Body>
 void parallel_ranges(std::int64_t m, std::int64_t grain, int threads, Body body) {
   const std::int64_t chunks = (m + grain - 1) / grain;
   std::exception_ptr error;
   std::mutex error_mutex;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (std::int64_t c = 0; c < chunks; ++c) {
     try {
       const std::int64_t begin = c * grain;

@@ -57,34 +57,44 @@ void topk_abs(const float* x, std::int64_t m, std::int64_t k, std::int64_t* idx_
   }
   const std::int64_t need = k - above;
 
-  // 3. Exact rank inside the boundary bucket (candidates gathered in index order).
-  std::vector<Candidate> cand;
-  cand.reserve(static_cast<std::size_t>(hist[boundary]));
-  for (std::int64_t j = 0; j < m; ++j) {
-    const std::uint32_t key = abs_key(x[j]);
-    if ((key >> kBucketShift) == static_cast<std::uint32_t>(boundary)) cand.push_back({key, j});
-  }
-  std::nth_element(cand.begin(), cand.begin() + (need - 1), cand.end(), ranks_before);
-  const Candidate last = cand[need - 1];  // the k-th entry overall
-
-  // 4. Compaction in index order: in iff it ranks at or before the k-th entry.
+  // 3. One parallel pass per range: entries above the boundary bucket are counted, the
+  //    boundary bucket's entries gathered in index order; then the exact rank among those.
+  const auto boundary_key = static_cast<std::uint32_t>(boundary);
   std::vector<std::int64_t> count(static_cast<std::size_t>(ranges), 0);
-  auto selected = [&](std::int64_t j) {
-    const Candidate c{abs_key(x[j]), j};
-    return !ranks_before(last, c);
-  };
+  std::vector<std::vector<Candidate>> range_cand(static_cast<std::size_t>(ranges));
   parallel_ranges(m, grain, threads, [&](std::int64_t b, std::int64_t e) {
     std::int64_t c = 0;
-    for (std::int64_t j = b; j < e; ++j) c += selected(j);
+    auto& mine = range_cand[b / grain];
+    for (std::int64_t j = b; j < e; ++j) {
+      const std::uint32_t key = abs_key(x[j]);
+      c += (key >> kBucketShift) > boundary_key;
+      if ((key >> kBucketShift) == boundary_key) mine.push_back({key, j});
+    }
     count[b / grain] = c;
   });
+  std::vector<Candidate> cand;
+  cand.reserve(static_cast<std::size_t>(hist[boundary]));
+  for (const auto& mine : range_cand) cand.insert(cand.end(), mine.begin(), mine.end());
+  std::vector<Candidate> ranked(cand);
+  std::nth_element(ranked.begin(), ranked.begin() + (need - 1), ranked.end(), ranks_before);
+  const Candidate last = ranked[need - 1];  // the k-th entry overall
+
+  // 4. Compaction in index order: in iff it ranks at or before the k-th entry. A range's
+  //    output count is its count above the boundary bucket plus its selected candidates.
+  for (const Candidate& c : cand) count[c.index / grain] += !ranks_before(last, c);
   std::vector<std::int64_t> offset(static_cast<std::size_t>(ranges), 0);
   for (std::int64_t r = 1; r < ranges; ++r) offset[r] = offset[r - 1] + count[r - 1];
   CHITA_ASSERT(offset[ranges - 1] + count[ranges - 1] == k);
   parallel_ranges(m, grain, threads, [&](std::int64_t b, std::int64_t e) {
     std::int64_t o = offset[b / grain];
-    for (std::int64_t j = b; j < e; ++j)
-      if (selected(j)) idx_out[o++] = j;
+    const std::int64_t end_o = o + count[b / grain];
+    // Branch-free: write every index, advance only past selected ones (the selection is
+    // data-dependent, so a branch mispredicts often); the last slot is guarded.
+    for (std::int64_t j = b; j < e && o < end_o; ++j) {
+      const std::uint32_t key = abs_key(x[j]);
+      idx_out[o] = j;
+      o += key > last.key || (key == last.key && j <= last.index);
+    }
   });
 }
 

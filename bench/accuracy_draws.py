@@ -1,6 +1,6 @@
 """Pruned-MLP test accuracy of our default (`auto`) against OMP's support, over several
 random draws of the n gradient samples (one trained network), so that a difference can be
-told from the luck of one draw. Also the test loss, and the objective on a held-out draw
+told from the luck of one draw (a paired t interval and a sign test over the draws). Also the test loss, and the objective on a held-out draw
 of n other samples (same lam): does a lower objective on the n samples carry over to
 samples the solver did not see?
 
@@ -19,6 +19,7 @@ import sys
 import time
 
 import numpy as np
+from scipy import stats
 
 sys.path.insert(0, os.path.dirname(__file__))
 import chita_ext  # noqa: E402
@@ -68,18 +69,23 @@ def main():
              "Held-out objective: f(w) with A from n other samples (same lam, b = A w_bar).", "",
              "| sparsity | auto objective < OMP's (draws) | auto held-out objective < OMP's "
              "| mean accuracy: auto | OMP support | auto - OMP: mean (min, max) "
-             "| auto more accurate (draws) | auto lower test loss (draws) "
+             "| 95% interval of the mean difference (paired t) "
+             "| auto more accurate (draws) | sign test p | auto lower test loss (draws) "
              "| mean time (s): auto / OMP |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for sp in sparsities:
         r = [row for row in rows if row["sp"] == sp]
         col = lambda key: np.array([row[key] for row in r], dtype=float)  # noqa: E731
         d = col("acc_a") - col("acc_o")
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        wins, decided = int(np.sum(d > 0)), int(np.sum(d != 0))
+        sign_p = stats.binomtest(wins, decided, 0.5).pvalue if decided else 1.0
         lines.append(
             f"| {sp} | {int(np.sum(col('f_a') < col('f_o')))}/{len(r)} | "
             f"{int(np.sum(col('h_a') < col('h_o')))}/{len(r)} | {col('acc_a').mean():.4f} | "
             f"{col('acc_o').mean():.4f} | {d.mean():+.4f} ({d.min():+.4f}, {d.max():+.4f}) | "
-            f"{int(np.sum(d > 0))}/{len(r)} (ties {int(np.sum(d == 0))}) | "
+            f"[{d.mean() - half:+.4f}, {d.mean() + half:+.4f}] | "
+            f"{wins}/{len(r)} (ties {len(r) - decided}) | {sign_p:.3f} | "
             f"{int(np.sum(col('loss_a') < col('loss_o')))}/{len(r)} | "
             f"{col('t_a').mean():.2f} / {col('t_o').mean():.2f} |")
     lines += ["", "| draw | sparsity | objective: auto / OMP | held-out objective: auto / OMP "

@@ -1,8 +1,8 @@
 """Pruned-MLP test accuracy of our default (`auto`) against OMP's support, over several
 random draws of the n gradient samples (one trained network), so that a difference can be
-told from the luck of one draw (a paired t interval and a sign test over the draws). Also the test loss, and the objective on a held-out draw
-of n other samples (same lam): does a lower objective on the n samples carry over to
-samples the solver did not see?
+told from the luck of one draw (a paired t interval and a sign test over the draws). Also
+the test loss, and the objective on a held-out draw of n other samples (same lam): does a
+lower objective on the n samples carry over to samples the solver did not see?
 
     python bench/accuracy_draws.py --n 128 --draws 8 --sparsity 0.98,0.95,0.9 --out FILE
 

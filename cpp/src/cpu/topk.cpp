@@ -93,7 +93,7 @@ void topk_abs(const float* x, std::int64_t m, std::int64_t k, std::int64_t* idx_
     for (std::int64_t j = b; j < e && o < end_o; ++j) {
       const std::uint32_t key = abs_key(x[j]);
       idx_out[o] = j;
-      o += key > last.key || (key == last.key && j <= last.index);
+      o += !ranks_before(last, Candidate{key, j});
     }
   });
 }

@@ -54,6 +54,9 @@ class CpuBackend final : public Backend {
   void gradient_on_support(const MatrixView& A, const float* r, const GradientTerms& terms,
                            const std::int64_t* idx, std::int64_t k, float* g, float* g_s,
                            double* a_g_s) override {
+    // Row-major A has no column blocks to reuse: the unfused default is all there is.
+    if (A.layout != Layout::col_major)
+      return Backend::gradient_on_support(A, r, terms, idx, k, g, g_s, a_g_s);
     cpu::gradient_on_support(A, r, terms, idx, k, g, g_s, a_g_s, threads_);
   }
   void ax_dense(const MatrixView& A, const float* x, double* out) override {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "chita/errors.h"
 #include "cpu/column_ranges.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
@@ -38,14 +39,8 @@ void gradient_epilogue(const GradientTerms& terms, std::int64_t begin, std::int6
 void gradient_on_support(const MatrixView& A, const float* r, const GradientTerms& terms,
                          const std::int64_t* idx, std::int64_t k, float* g, float* g_s,
                          double* a_g_s, int threads) {
+  CHITA_ASSERT(A.layout == Layout::col_major);
   const std::int64_t n = A.n, p = A.p;
-  if (A.layout != Layout::col_major) {  // row-major: no column blocks to reuse
-    atr(A, r, g, threads);
-    gradient_epilogue(terms, 0, p, g);
-    for (std::int64_t t = 0; t < k; ++t) g_s[t] = g[idx[t]];
-    ax(A, idx, g_s, k, a_g_s, threads);
-    return;
-  }
   // Chunks depend on p only, and their partial sums are added in order: the result does
   // not depend on the thread count.
   const PreparedResidual prepared(A, r);

@@ -13,7 +13,7 @@ void atr_subset(const MatrixView& A, const float* r, const std::int64_t* idx, st
 // idx == nullptr means the identity (all p columns, x of length p).
 void ax(const MatrixView& A, const std::int64_t* idx, const float* x, std::int64_t k,
         double* out, int threads);
-// Backend::gradient_on_support, fused: one pass over A (column-major; row-major unfused).
+// Backend::gradient_on_support, fused: one pass over column-major A.
 void gradient_on_support(const MatrixView& A, const float* r, const GradientTerms& terms,
                          const std::int64_t* idx, std::int64_t k, float* g, float* g_s,
                          double* a_g_s, int threads);

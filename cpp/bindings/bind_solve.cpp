@@ -66,6 +66,7 @@ void bind_solve(py::module_& m) {
         info["steps_opt"] = res.steps_opt;
         info["steps_chg"] = res.steps_chg;
         info["steps_lip"] = res.steps_lip;
+        info["stop_reason"] = res.stop_reason;
         info["iteration_seconds"] = res.iteration_seconds;
         out["info"] = info;
         return out;

@@ -46,6 +46,7 @@ struct BackendHandle {
 void bind_descriptors(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_solve(py::module_& m);
+void bind_ridge_path(py::module_& m);
 void bind_build_info(py::module_& m);
 
 }  // namespace chita::bindings

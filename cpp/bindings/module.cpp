@@ -10,5 +10,6 @@ PYBIND11_MODULE(_core, m) {
   b::bind_descriptors(m);
   b::bind_kernels(m);
   b::bind_solve(m);
+  b::bind_ridge_path(m);
   b::bind_build_info(m);
 }

@@ -49,6 +49,9 @@ struct SolveResult {
   // How each IHT step chose tau: counts of "opt" (exact, support kept), "chg" (a trial at
   // or beyond tau_chg), "lip" (1/L).
   int steps_opt = 0, steps_chg = 0, steps_lip = 0;
+  // Why an iterative method stopped: "tol", "fixed_point", "support_stable", "max_iter",
+  // "time_limit" (empty for direct methods).
+  std::string stop_reason;
   double iteration_seconds = 0.0;  // time inside the iterations (no set-up, no backsolve)
 };
 

@@ -17,6 +17,12 @@ constexpr double kBeyondChange = 1e-3;  // try tau_chg (1 + eps) so the support 
 // Residuals are updated incrementally (touching only changed columns); recompute them from
 // scratch this often so float rounding cannot accumulate.
 constexpr int kExactResidualEvery = 8;
+// A measured stop: when the support has not changed for kStallWindow iterations and f fell
+// by less than kStallDecrease (relative) over them, the remaining steps only crawl towards
+// the optimum on this support, which the final backsolve reaches exactly. On real
+// gradient matrices IHT otherwise spends every remaining iteration there (max_iter).
+constexpr int kStallWindow = 20;
+constexpr double kStallDecrease = 1e-3;
 
 class Iht {
  public:
@@ -41,12 +47,33 @@ class Iht {
     sync_dense();
     res.history.push_back(f_);
     Stopwatch loop_clock;
+    res.stop_reason = "max_iter";
+    double f_window = f_;  // f when the support last changed
     for (int it = 0; it < opt_.max_iter; ++it) {
-      if (opt_.time_limit > 0 && clock.seconds() > opt_.time_limit) break;
+      if (opt_.time_limit > 0 && clock.seconds() > opt_.time_limit) {
+        res.stop_reason = "time_limit";
+        break;
+      }
       const double f_old = f_;
+      const int changes_before = res.steps_chg + res.steps_lip;
       if (!step(res)) {  // no step decreases f: a fixed point of the IHT map
         res.converged = true;
+        res.stop_reason = "fixed_point";
         break;
+      }
+      if (res.steps_chg + res.steps_lip != changes_before) {
+        stable_steps_ = 0;
+        f_window = f_;
+      } else if (++stable_steps_ >= kStallWindow) {
+        if (relative_decrease(f_window, f_) < kStallDecrease) {
+          ++res.iterations;
+          res.history.push_back(f_);
+          res.converged = true;
+          res.stop_reason = "support_stable";
+          break;
+        }
+        stable_steps_ = 0;
+        f_window = f_;
       }
       ++res.iterations;
       if (res.iterations % kExactResidualEvery == 0)
@@ -54,6 +81,7 @@ class Iht {
       res.history.push_back(f_);
       if (relative_decrease(f_old, f_) < opt_.tol) {
         res.converged = true;
+        res.stop_reason = "tol";
         break;
       }
     }
@@ -205,6 +233,7 @@ class Iht {
   Buffer<float> r32_;
   double f_ = 0.0;
   double L_ = 0.0;
+  int stable_steps_ = 0;  // iterations since the support last changed
 };
 
 }  // namespace

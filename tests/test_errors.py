@@ -103,3 +103,34 @@ def test_errors_do_not_touch_inputs(problem):
         chita_ext.solve(A, w_bar, 0, lam=1.0)
     np.testing.assert_array_equal(A, A0)
     np.testing.assert_array_equal(w_bar, w0)
+
+
+@pytest.mark.parametrize("shape", [(0, 40), (10, 0), (0, 0)])
+def test_empty_matrix_says_it_is_empty(shape):
+    for order in ("F", "C"):
+        A = np.zeros(shape, np.float32, order=order)
+        with pytest.raises(ValueError, match=rf"A is empty: shape \({shape[0]}, {shape[1]}\)"):
+            chita_ext.solve(A, np.zeros(shape[1], np.float32), 1, lam=1.0)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="A is empty"):
+        chita_ext.solve(torch.zeros(shape), np.zeros(shape[1], np.float32), 1, lam=1.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("k", [5, 20])  # k > n: every method backsolves through Woodbury
+def test_non_finite_A_unchecked_is_a_user_error_not_an_internal_one(problem, bad, k):
+    A, w_bar = problem
+    A = A.copy(order="F")
+    b = A @ w_bar
+    A[3, 7] = bad
+    for method in chita_ext.METHODS:  # garbage in, but never a RuntimeError
+        try:
+            chita_ext.solve(A, w_bar, k, lam=1.0, b=b, method=method, check_finite=False,
+                            max_iter=10)
+        except ValueError as exc:  # the backsolve could not be factored
+            msg = str(exc)
+            assert "NaN or Inf" in msg and "check_finite=True" in msg and "lam > 0" in msg
+            assert "internal error" not in msg and "/" not in msg.replace("w/", "")
+    if k > A.shape[0]:  # the symptom of the issue: the Woodbury factorisation fails
+        with pytest.raises(ValueError, match="NaN or Inf.*check_finite=True.*pass lam > 0"):
+            chita_ext.solve(A, w_bar, k, lam=1.0, b=b, method="bso", check_finite=False)

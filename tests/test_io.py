@@ -1,11 +1,15 @@
 """save_pruned / load_pruned, atomic output directories, sweep tables and plots."""
 import json
+import os
+import re
+import stat
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from chita_ext.io import atomic_dir, load_checkpoint, load_pruned, save_pruned  # noqa: E402
+from chita_ext.io import (atomic_dir, check_output_dir, load_checkpoint, load_pruned,  # noqa: E402
+                          save_pruned)
 from chita_ext.models import MLPNet, SmallCNN  # noqa: E402
 from chita_ext.params import apply_masks, k_from_sparsity, magnitude_masks, select_params  # noqa: E402
 from chita_ext.sweeps import format_table, plot_sweep  # noqa: E402
@@ -74,10 +78,70 @@ def test_interrupted_write_leaves_nothing_that_looks_complete(tmp_path):
         load_pruned(tmp_path, SmallCNN(8))
     with atomic_dir(target) as tmp:
         (tmp / "a").write_text("1")
+        (tmp / "report.json").write_text("{}")
     with atomic_dir(target) as tmp:  # replaces, never merges
         (tmp / "b").write_text("2")
     assert [p.name for p in target.iterdir()] == ["b"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_output_directory_that_is_not_ours_is_never_replaced(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    (tmp_path / "empty").mkdir()
+    for target, match in [(tmp_path / "a_file", "is an existing file"),
+                          (tmp_path / "a_file" / "run", "a_file is a file"),
+                          (tmp_path / "mine", "holds no earlier output")]:
+        with pytest.raises(ValueError, match=match):
+            with atomic_dir(target) as tmp:
+                (tmp / "report.json").write_text("{}")
+    assert (tmp_path / "a_file").read_text() == "x"
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "empty", "mine"]
+    check_output_dir(tmp_path / "empty")  # empty, new and earlier outputs are fine
+    check_output_dir(tmp_path / "new" / "deeper")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_get_normal_modes_from_the_umask(tmp_path, umask):
+    pytest.importorskip("safetensors")
+    model, masks = _pruned()
+    old = os.umask(umask)
+    try:
+        out = save_pruned(tmp_path / "run", model, masks, {"x": 1},
+                          extra_files={"summary.md": "s"})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    for f in out.iterdir():  # safetensors itself writes 0o600
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f.name
+
+
+def test_bad_checkpoints_name_what_they_are_and_the_fix(tmp_path):
+    pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+    fix = r"torch\.save\(model\.state_dict\(\), path\)"
+    torch.save(MLPNet(64, (8,), 10), tmp_path / "whole.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"\x80\x02garbage" * 5)
+    (tmp_path / "text.pt").write_text("hello")
+    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 8 + b"{}")
+    torch.save({"epoch": 3, "model": MLPNet(64, (8,), 10).state_dict()}, tmp_path / "wrapped.pt")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    cases = [("whole.pt", r"pickled chita_ext\.models\.MLPNet object"),
+             ("garbage.pt", "torch.save file"), ("text.pt", "torch.save file"),
+             ("bad.safetensors", "not a valid safetensors file"),
+             ("wrapped.pt", r"entries 'epoch', 'model' are not tensors"),
+             ("tensor.pt", "holds a Tensor, not a state_dict")]
+    for name, match in cases:
+        with pytest.raises(ValueError, match=match) as info:
+            load_checkpoint(tmp_path / name)
+        assert re.search(fix, str(info.value)) and "\n" not in str(info.value), name
+    with pytest.raises(ValueError, match="is a directory"):
+        load_checkpoint(tmp_path)
+    sd = MLPNet(64, (8,), 10).state_dict()
+    save_file(sd, str(tmp_path / "named_wrongly.pt"))  # safetensors content, .pt name
+    assert load_checkpoint(tmp_path / "named_wrongly.pt").keys() == sd.keys()
 
 
 def test_sweep_table_and_plot(tmp_path):

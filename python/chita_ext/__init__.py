@@ -13,6 +13,11 @@ from .solve import METHODS, solve
 
 __version__ = "0.1.0"
 
+# How to get the optional PyTorch side (the CPU build of torch first, as in the README, so
+# that the extra does not pull a multi-GB CUDA build).
+TORCH_INSTALL = ("pip install torch==2.13.0, then pip install 'chita-ext[torch]' "
+                 "(\".[torch]\" in a source checkout)")
+
 # The PyTorch side (gradients, pruning, CLI helpers) needs torch, an optional dependency:
 # it is imported on first use, so `import chita_ext` works without torch.
 _TORCH_NAMES = frozenset({
@@ -30,9 +35,8 @@ def __getattr__(name):
         try:
             from . import _torch_api
         except ImportError as exc:  # torch missing
-            raise ImportError(
-                f"chita_ext.{name} needs torch: pip install torch, then 'chita-ext[torch]'"
-            ) from exc
+            raise ImportError(f"chita_ext.{name} needs the [torch] extra ({exc}): "
+                              f"{TORCH_INSTALL}") from exc
         return getattr(_torch_api, name)
     raise AttributeError(f"module 'chita_ext' has no attribute {name!r}")
 

@@ -55,6 +55,14 @@ def _layout(shape, strides_in_elements, name: str) -> str:
     )
 
 
+def _check_not_empty(shape, name: str) -> None:
+    n, p = (int(s) for s in shape)
+    if n < 1 or p < 1:
+        what = "no rows (samples)" if n < 1 else "no columns (weights)"
+        raise ValueError(f"{name} is empty: shape ({n}, {p}) has {what}; pass an (n, p) matrix "
+                         "with n >= 1 gradient rows and p >= 1 weights")
+
+
 def describe_matrix(A: Any, name: str = "A") -> MatrixInfo:
     """Check A (n x p, float32/bfloat16, contiguous) and describe it without copying."""
     if hasattr(A, "__chita_matrix__"):
@@ -69,6 +77,7 @@ def describe_matrix(A: Any, name: str = "A") -> MatrixInfo:
             raise ValueError(f"{name} must be 2-D (n, p); got shape {tuple(A.shape)}")
         if A.requires_grad:
             A = A.detach()
+        _check_not_empty(tuple(A.shape), name)
         layout = _layout(tuple(A.shape), A.stride(), name)
         device = A.device.type
         if device not in ("cpu", "cuda"):
@@ -87,6 +96,7 @@ def describe_matrix(A: Any, name: str = "A") -> MatrixInfo:
             )
         if A.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n, p); got shape {A.shape}")
+        _check_not_empty(A.shape, name)
         strides = tuple(s // A.itemsize for s in A.strides)
         if any(s * A.itemsize != t for s, t in zip(strides, A.strides)):
             raise ValueError(f"{name} has strides {A.strides} not a multiple of its itemsize")
@@ -98,8 +108,6 @@ def describe_matrix(A: Any, name: str = "A") -> MatrixInfo:
             f"{name} must be a numpy array or a torch tensor, got {type(A).__name__}"
         )
     n, p = (int(s) for s in A.shape)
-    if n < 1 or p < 1:
-        raise ValueError(f"{name} must be non-empty; got shape ({n}, {p})")
     view = _core.Matrix(ptr, n, p, dtype, layout, device, index, stream)
     return MatrixInfo(view, n, p, dtype, layout, device, index, stream, A)
 

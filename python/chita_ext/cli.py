@@ -8,7 +8,36 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_HELP = "With no --model (or with --demo): MLPNet on MNIST, MP vs CHITA vs CHITA++."
+from . import TORCH_INSTALL
+from .datasets import LOADERS, SPEC_HELP
+from .demo import FULL, QUICK, describe
+from .schedules import SCHEDULES
+from .solve import METHODS
+
+DEMO_HELP = f"With no --model (or with --demo): MLPNet on MNIST, {describe(FULL)}."
+# Modules of the [torch] extra: a missing one gets the install hint, not a bare ImportError.
+TORCH_EXTRA = ("torch", "safetensors", "tqdm", "matplotlib")
+N_SAMPLES = 1000  # gradient samples per stage for --model runs
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit status 2."""
+
+    def error(self, message):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be an integer >= {low}")
+        return value
+    parse.__name__ = f"int >= {low}"
+    return parse
 
 
 def parse_sparsities(text: str) -> list:
@@ -35,39 +64,50 @@ def parse_lam(text: str) -> dict:
         from .pruning import LAM_GRID
         return {"lam": "auto", "lam_grid": LAM_GRID}
     try:
-        if text.startswith("rel:"):
-            return {"lam": "auto", "lam_grid": (float(text[4:]),)}
-        return {"lam": float(text)}
+        value = float(text[4:] if text.startswith("rel:") else text)
     except ValueError:
-        raise ValueError(f"--lam {text!r}: pass auto, a positive number, or rel:0.01") from None
+        value = None
+    if value is None or not 0.0 < value < float("inf"):
+        raise ValueError(f"--lam {text!r}: pass auto, a positive number, or rel:0.01")
+    if text.startswith("rel:"):
+        return {"lam": "auto", "lam_grid": (value,)}
+    return {"lam": value}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (kept separate so docs and tests can inspect it)."""
-    ap = argparse.ArgumentParser(prog="chita-prune", description=__doc__ + " " + DEMO_HELP)
+    ap = _Parser(prog="chita-prune", description=__doc__.replace("``", "") + " " + DEMO_HELP)
+    pos, nonneg = _int_at_least(1), _int_at_least(0)
     ap.add_argument("--demo", action="store_true", help="run the built-in MNIST demo")
     ap.add_argument("--quick", action="store_true",
-                    help="reduced demo (2 sparsities, fewer samples); also CHITA_DEMO_QUICK=1")
-    ap.add_argument("--model", help="module:factory returning the (untrained) model")
-    ap.add_argument("--checkpoint", help="state_dict to load (.safetensors or torch file)")
-    ap.add_argument("--data", default="mnist",
-                    help="named loader (mnist, digits) or module:function -> (train, eval)")
-    ap.add_argument("--loss", default="cross_entropy",
-                    help="cross_entropy, mse, or module:callable(outputs, targets)")
+                    help=f"reduced demo ({describe(QUICK)}); also CHITA_DEMO_QUICK=1")
+    ap.add_argument("--model", help=SPEC_HELP["--model"] + "; looked up in the current "
+                    "directory first, like python -m")
+    ap.add_argument("--checkpoint", help="state_dict to load (.safetensors or torch.save file)")
+    ap.add_argument("--data", default="mnist", help=SPEC_HELP["--data"])
+    ap.add_argument("--loss", default="cross_entropy", help=SPEC_HELP["--loss"])
     ap.add_argument("--sparsity", help="one value (0.9) or a sweep (0.5,0.7,0.9,0.95,0.98)")
-    ap.add_argument("--method", default="iht", help="solver method passed to chita_ext.solve")
-    ap.add_argument("--stages", type=int, default=None, help="CHITA++ stages (default 1; demo 5)")
-    ap.add_argument("--schedule", default="poly", help="poly, linear, exp or const")
-    ap.add_argument("--n-samples", type=int, default=None, help="gradient samples per stage")
-    ap.add_argument("--batch-rows", type=int, default=1, help="samples averaged per row of A")
+    ap.add_argument("--method", default="iht", choices=METHODS,
+                    help="solver method passed to chita_ext.solve (default iht)")
+    ap.add_argument("--stages", type=pos, default=None,
+                    help=f"CHITA++ stages (default 1; the demo's CHITA++ {FULL['stages']}, "
+                         f"--quick {QUICK['stages']})")
+    ap.add_argument("--schedule", default="poly", choices=SCHEDULES, help="stage sparsities")
+    ap.add_argument("--n-samples", type=pos, default=None,
+                    help=f"gradient samples per stage (default {N_SAMPLES}; the demo "
+                         f"{FULL['n_samples']}, --quick {QUICK['n_samples']})")
+    ap.add_argument("--batch-rows", type=pos, default=1, help="samples averaged per row of A")
     ap.add_argument("--lam", default=None,
                     help="auto (grid search), a float (absolute), or rel:X (X*||A||_F^2/p)")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    ap.add_argument("--max-iter", type=int, default=None, help="solver iterations (default 100)")
-    ap.add_argument("--finetune-steps", type=int, default=0, help="SGD steps after each stage")
+    ap.add_argument("--max-iter", type=nonneg, default=None,
+                    help=f"solver iterations (default 100; the demo {FULL['max_iter']}, "
+                         f"--quick {QUICK['max_iter']})")
+    ap.add_argument("--finetune-steps", type=nonneg, default=0, help="SGD steps after each stage")
     ap.add_argument("--no-mp", action="store_true", help="sweeps: skip the magnitude baseline")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads (torch and solver)")
-    ap.add_argument("--out", default="chita-prune-out", help="output directory")
+    ap.add_argument("--threads", type=pos, default=None, help="CPU threads (torch and solver)")
+    ap.add_argument("--out", default="chita-prune-out",
+                    help="output directory (new, or an earlier output, which is replaced)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     ap.add_argument("--seed", type=int, default=0)
     return ap
@@ -81,26 +121,41 @@ def _loss(spec: str):
         return torch.nn.CrossEntropyLoss()
     if spec == "mse":
         return torch.nn.MSELoss()
-    return resolve_callable(spec, "loss")
+    return resolve_callable(spec, "--loss")
 
 
-def _user_setup(args):
+def _user_setup(args, n_samples: int):
     """Model, data and loss for --model runs, all checked before any long work."""
+    import torch
+
+    from .checks import check_data, check_model_fits
     from .datasets import get_data, resolve_callable
     from .io import load_checkpoint, load_state
 
-    factory = resolve_callable(args.model, "model")
+    factory = resolve_callable(args.model, "--model")
+    loss_fn = _loss(args.loss)
     state = load_checkpoint(args.checkpoint) if args.checkpoint else None
 
     def make():
-        model = factory()
+        try:
+            model = factory()
+        except TypeError as exc:  # needs arguments: not a factory
+            raise TypeError(f"--model {args.model!r}: calling it with no arguments failed "
+                            f"({exc}); expected {SPEC_HELP['--model']}") from exc
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"--model {args.model!r} returned a {type(model).__name__}, not a "
+                            f"torch.nn.Module; expected {SPEC_HELP['--model']}")
         if state is not None:
             load_state(model, state, source=f"checkpoint {args.checkpoint}")
         return model.eval()
 
-    make()  # fail now on a mismatched checkpoint
+    model = make()  # fail now on a mismatched checkpoint
     train, test = get_data(args.data)
-    return make, _loss(args.loss), train, test
+    check_model_fits(model, loss_fn, train)  # one forward pass, before any gradient work
+    if test is not None:
+        check_model_fits(model, loss_fn, test)
+    check_data(train, n_samples)
+    return make, loss_fn, train, test
 
 
 def _common(args, defaults: dict) -> dict:
@@ -115,19 +170,62 @@ def _common(args, defaults: dict) -> dict:
     return kw
 
 
+def _sig(value, digits: int = 5) -> str:
+    """A float with ``digits`` significant digits ("n/a" for None)."""
+    return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def _metrics(m: dict) -> str:
+    return ", ".join(f"{k} {_sig(v) if isinstance(v, float) else v}" for k, v in m.items())
+
+
 def _layer_table(res) -> str:
     lines = ["| layer | density |", "|---|---|"]
     lines += [f"| {n} | {d:.4f} |" for n, d in res.densities.items()]
     m = res.metrics
     lines += ["", f"global sparsity {res.sparsity:.4f} (k={res.k} of p={res.p}), "
-              f"objective {res.objective}, lam {res.lam}, {res.timings['total']:.1f} s"]
+              f"objective {_sig(res.objective, 6)}, lam {_sig(res.lam, 4)}, "
+              f"{res.timings['total']:.1f} s"]
     if "before" in m:
-        lines.append("metrics before " + json.dumps(m["before"]) + "  after " + json.dumps(m["after"]))
+        lines.append(f"metrics before: {_metrics(m['before'])}; after: {_metrics(m['after'])}")
     return "\n".join(lines)
+
+
+def check_args(args) -> dict:
+    """Every check that needs neither torch nor the data, so bad input fails in a second.
+
+    Returns ``{"sparsities", "demo", "n_samples"}`` for :func:`run`.
+    """
+    from .datasets import check_spec
+    from .io import check_checkpoint_path, check_output_dir
+
+    sparsities = parse_sparsities(args.sparsity) if args.sparsity else None
+    parse_lam(args.lam)
+    demo = args.model is None or args.demo
+    if demo and args.checkpoint:
+        raise ValueError("--checkpoint needs --model (the module:factory that builds its "
+                         "architecture); the demo uses its own MLPNet")
+    if not demo:
+        if sparsities is None:
+            raise ValueError("--sparsity is required with --model (e.g. --sparsity 0.9)")
+        check_spec(args.model, "--model")
+        if args.data not in LOADERS:
+            check_spec(args.data, "--data")
+        if args.loss not in ("cross_entropy", "mse"):
+            check_spec(args.loss, "--loss")
+        if args.checkpoint:
+            check_checkpoint_path(args.checkpoint)
+    n_samples = args.n_samples or (N_SAMPLES if not demo else None)
+    if n_samples is not None and args.batch_rows > n_samples:
+        raise ValueError(f"--batch-rows {args.batch_rows} must be <= --n-samples {n_samples}")
+    check_output_dir(args.out)
+    return {"sparsities": sparsities, "demo": demo, "n_samples": n_samples}
 
 
 def run(args) -> str:
     """Carry out a parsed command line; returns the summary printed at the end."""
+    checked = check_args(args)
+    sparsities, demo = checked["sparsities"], checked["demo"]
     import torch
 
     from .io import atomic_dir, save_pruned
@@ -137,10 +235,8 @@ def run(args) -> str:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sparsities = parse_sparsities(args.sparsity) if args.sparsity else None
-    parse_lam(args.lam)
     progress = not args.no_progress
-    if args.model is None or args.demo:
+    if demo:
         from .demo import demo_setup
         quick = args.quick or os.environ.get("CHITA_DEMO_QUICK") == "1"
         d = demo_setup(quick=quick, progress=progress, stages=args.stages, n_samples=args.n_samples)
@@ -148,16 +244,14 @@ def run(args) -> str:
         sparsities, configs = sparsities or list(d["sparsities"]), d["configs"]
         common = _common(args, d["common"])
     else:
-        make, loss_fn, train, test = _user_setup(args)
-        if sparsities is None:
-            raise ValueError("--sparsity is required with --model (e.g. --sparsity 0.9)")
+        make, loss_fn, train, test = _user_setup(args, checked["n_samples"])
         stages = args.stages or 1
         label = f"CHITA++ ({stages} stages)" if stages > 1 else f"CHITA ({args.method})"
         configs = {"MP": {"method": "mp"}} if not args.no_mp else {}
         configs[label] = {"method": args.method, "stages": stages}
-        common = _common(args, {"n_samples": 1000})
+        common = _common(args, {"n_samples": N_SAMPLES})
     out = Path(args.out)
-    if len(sparsities) == 1 and args.model is not None and not args.demo:
+    if len(sparsities) == 1 and not demo:
         res = prune(make(), loss_fn, train, sparsities[0], eval_data=test,
                     **{**common, **configs[label]})
         summary = _layer_table(res)
@@ -179,13 +273,24 @@ def run(args) -> str:
             f"wrote {out}/sweep.md, sweep.json, sweep.png and models/")
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv=None) -> int:
     """Console entry point; returns the exit status (2 on bad input, 130 when interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         print(run(args))
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        print(f"chita-prune: error: {exc}", file=sys.stderr)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TORCH_EXTRA:
+            print(f"chita-prune: error: {_one_line(exc)}", file=sys.stderr)
+        else:
+            print(f"chita-prune: error: {_one_line(exc)}; chita-prune needs the [torch] extra: "
+                  f"{TORCH_INSTALL}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, ImportError, OSError) as exc:
+        print(f"chita-prune: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("chita-prune: interrupted; no output directory was written", file=sys.stderr)

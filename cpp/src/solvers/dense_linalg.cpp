@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "chita/errors.h"
+#include "chita/errors.h"  // InvalidArgument
 #include "host_blas.h"
 
 namespace chita {
@@ -45,8 +45,12 @@ double cholesky_with_jitter(std::vector<double>& a, std::int64_t m, int threads)
     a = original;
     for (std::int64_t i = 0; i < m; ++i) a[i * m + i] += jitter;
   }
-  CHITA_ASSERT(false && "Gram matrix could not be factored even with jitter");
-  return jitter;
+  // Not an invariant: NaN/Inf in A (with check_finite=False) or lam = 0 on a rank-deficient
+  // support lead here, so it is the caller's error and says what to change.
+  throw InvalidArgument(
+      "the backsolve system (Gram matrix of A on the support + lam I) could not be factored "
+      "even with jitter: A most likely holds NaN or Inf (run with check_finite=True to find "
+      "them), or lam = 0 with a rank-deficient support (pass lam > 0)");
 }
 
 }  // namespace chita

@@ -13,7 +13,8 @@ bool cholesky(std::vector<double>& a, std::int64_t m, int threads);
 void cholesky_solve(const std::vector<double>& L, std::int64_t m, std::vector<double>& rhs);
 
 // Factors a + jitter I, raising jitter from 0 until it succeeds: ridge systems with lam = 0
-// can be semi-definite. Returns the jitter used.
+// can be semi-definite. Returns the jitter used; throws InvalidArgument (-> ValueError) when
+// even the largest jitter fails, which bad input causes (NaN/Inf in A, lam = 0).
 double cholesky_with_jitter(std::vector<double>& a, std::int64_t m, int threads);
 
 }  // namespace chita

@@ -35,6 +35,17 @@ class CommStats:
     def total_calls(self) -> int:
         return int(sum(self.calls.values()))
 
+    def snapshot(self) -> "CommStats":
+        """A copy of the counts so far (``later.since(snapshot)`` gives what came after)."""
+        return CommStats(defaultdict(int, self.bytes), defaultdict(int, self.calls))
+
+    def since(self, earlier: "CommStats") -> "CommStats":
+        """The counts added after ``earlier`` (a snapshot of this object)."""
+        kinds = [k for k, c in self.calls.items() if c > earlier.calls.get(k, 0)]
+        return CommStats(
+            defaultdict(int, {k: self.bytes[k] - earlier.bytes.get(k, 0) for k in kinds}),
+            defaultdict(int, {k: self.calls[k] - earlier.calls.get(k, 0) for k in kinds}))
+
     def as_dict(self) -> dict:
         """Plain dict: ``{"bytes": {...}, "calls": {...}, "total_bytes", "total_calls"}``."""
         return {"bytes": dict(self.bytes), "calls": dict(self.calls),
@@ -88,10 +99,11 @@ class Comm:
         return s if s.device == t.device else s.to(t.device)
 
     # ---- collectives ------------------------------------------------------------------
-    def sum(self, t: torch.Tensor) -> torch.Tensor:
-        """All-reduce SUM; returns the reduced tensor (t itself when no staging was needed)."""
-        return self._run("all_reduce", t, lambda s: dist.all_reduce(s, dist.ReduceOp.SUM,
-                                                                    group=self.group))
+    def sum(self, t: torch.Tensor, kind: str = "all_reduce") -> torch.Tensor:
+        """All-reduce SUM; returns the reduced tensor (t itself when no staging was needed).
+        ``kind`` names the call in the stats (e.g. the top-k's histograms)."""
+        return self._run(kind, t, lambda s: dist.all_reduce(s, dist.ReduceOp.SUM,
+                                                            group=self.group))
 
     def max(self, t: torch.Tensor) -> torch.Tensor:
         """All-reduce MAX."""
@@ -129,11 +141,11 @@ class Comm:
     def min_scalar(self, value: float) -> float:
         return float(self.min(torch.tensor([value], dtype=torch.float64)).item())
 
-    def gather_ints(self, value: int) -> list:
+    def gather_ints(self, value: int, kind: str = "all_reduce") -> list:
         """Every rank's ``value`` (one int64 each), in rank order: an all-reduce of R ints."""
         t = torch.zeros(self.size, dtype=torch.int64)
         t[self.rank] = int(value)
-        return [int(v) for v in self.sum(t).tolist()]
+        return [int(v) for v in self.sum(t, kind).tolist()]
 
     def gather_objects(self, obj) -> list:
         """Every rank's picklable ``obj`` in rank order (set-up checks only, never in loops)."""

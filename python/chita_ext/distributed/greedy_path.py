@@ -127,7 +127,8 @@ class GreedyPath:
         a, wb, al = vec[:n], vec[n], vec[n + 1]
         self.S.append(j)
         if owner == pb.comm.rank:
-            self.in_S[int(torch.searchsorted(self.cols, torch.tensor(j - pb.offset)))] = True
+            self.in_S[int(torch.searchsorted(self.cols, torch.tensor(j - pb.offset,
+                                                                  device=pb.device)))] = True
         if 4 > 3 * n:  # batch_is_cheaper(1, n): rebuild instead of a rank-1 update
             self._refactor()
         else:

@@ -42,7 +42,7 @@ class ShardedIht:
         self.f, self.r = pb.evaluate(self.S, self.val)
         self._sync_dense()
         history, iterations, converged = [self.f], 0, False
-        loop_start = time.perf_counter()
+        loop_start, loop_comm = time.perf_counter(), pb.comm.stats.snapshot()
         for _ in range(opt.max_iter):
             if pb.out_of_time(start, opt.time_limit):
                 break
@@ -58,12 +58,14 @@ class ShardedIht:
                 converged = True
                 break
         iteration_seconds = time.perf_counter() - loop_start
+        iteration_comm = pb.comm.stats.since(loop_comm).as_dict()
         # Backsolve on the final support: optimal for that support, so never worse.
         val_bso = backsolve(pb, self.S)
         f_bso, _ = pb.evaluate(self.S, val_bso)
         if f_bso <= self.f:
             self.val, self.f = val_bso, f_bso
-        info = dict(self.steps, iteration_seconds=iteration_seconds)
+        info = dict(self.steps, iteration_seconds=iteration_seconds,
+                    iteration_comm=iteration_comm)
         return make_result(pb, self.S, self.val, self.f, history, iterations, "iht",
                            converged, start, info)
 
@@ -134,8 +136,8 @@ class ShardedIht:
         g_s_sq = self._gradient_on_support()
         a_g_s_sq = float(torch.dot(self.a_g_s, self.a_g_s))
         tau_opt = tau_optimal(g_s_sq, a_g_s_sq, pb.lam)
-        off = self.g[~self.mask]
-        M = pb.comm.max_scalar(float(off.abs().max()) if off.numel() else 0.0)
+        off = self.g.abs().masked_fill_(self.mask, 0.0)  # |g| off the support (0 if none)
+        M = pb.comm.max_scalar(float(off.max()) if off.numel() else 0.0)
         tau_chg = self._support_change_step(M) if M > 0 else INF
 
         # 1. tau_opt keeps the support: an exact line minimisation, no trial needed.

@@ -44,7 +44,7 @@ class Inputs:
     threads: int | None = None
     check_finite: bool = True
     needs_col_major: bool = False
-    radix_bits: int = 11                 # bits per pass of the distributed top-k
+    radix_bits: int = 8                  # bits per pass of the distributed top-k
     pre_error: Exception | None = None  # a failed argument check, raised with the others
 
 

@@ -19,7 +19,7 @@ import torch
 
 from .comm import Comm
 
-DEFAULT_RADIX_BITS = 11  # 3 passes of 2048 bins (16 KB each) cover the 31 bits of |x|
+DEFAULT_RADIX_BITS = 8  # at most 4 passes of 256 bins (2 KB each) cover the 31 bits of |x|
 _KEY_BITS = 31
 MAX_RADIX_BITS = 16  # 65536 bins: beyond that a histogram outweighs any n-vector
 
@@ -39,15 +39,18 @@ def select_topk(comm: Comm, x: torch.Tensor, k: int,
     """
     key = abs_keys(x)
     chosen = torch.zeros(key.shape, dtype=torch.bool, device=x.device)
-    cand = torch.arange(key.numel(), device=x.device)
+    cand = None  # every entry is a candidate until the first pass narrows them
     need = int(k)
     hi = _KEY_BITS
     while hi > 0:
         width = min(radix_bits, hi)
         shift = hi - width
-        bucket = ((key[cand] >> shift) & ((1 << width) - 1)).long()
+        keys = key if cand is None else key[cand]
+        bucket = ((keys >> shift) & ((1 << width) - 1)).long()
+        if cand is None:
+            cand = torch.arange(key.numel(), device=x.device)
         hist = torch.bincount(bucket, minlength=1 << width)
-        h = comm.sum(hist).cpu().numpy()
+        h = comm.sum(hist, "topk_histogram").cpu().numpy()
         suffix = np.cumsum(h[::-1])[::-1]            # suffix[b] = count in bins >= b
         boundary = int(np.flatnonzero(suffix >= need)[-1])
         chosen[cand[bucket > boundary]] = True
@@ -58,7 +61,7 @@ def select_topk(comm: Comm, x: torch.Tensor, k: int,
             return torch.nonzero(chosen).flatten()
         hi = shift
     # One key value left, more entries with it than needed: smallest global indices win.
-    counts = comm.gather_ints(cand.numel())
+    counts = comm.gather_ints(cand.numel(), "topk_ties")
     before = sum(counts[:comm.rank])
     take = min(max(need - before, 0), cand.numel())
     chosen[cand[:take]] = True

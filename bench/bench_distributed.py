@@ -119,6 +119,7 @@ def main():
     configs = [(n, p, bits[0]) for n, p in sizes] + [(*sizes[-1], b) for b in bits[1:]]
     ranks = [int(r) for r in args.ranks.split(",")]
 
+    load_start = os.getloadavg()[0]
     groups = {R: run_group(R, configs, args.iters) for R in ranks}
     rows, base = [], {}
     for n, p in sizes:
@@ -156,7 +157,11 @@ def main():
                         f"{hist:,.0f} | {hist / (8 * 2 ** b):.2f} | "
                         f"{comm['total_calls'] / it:.1f} | {4 * p:,} | {'yes' if same else 'NO'} |")
     table = "\n".join(rows)
+    load = (f"Load average (1 min) {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+            "the end: the machine is shared, so times are indicative only; the bytes are "
+            "exact (they do not depend on timing).")
     print(table)
+    print(load)
     if args.out:
         sys.path.insert(0, str(Path(__file__).parent))
         from machine import describe
@@ -165,7 +170,7 @@ def main():
             "# Column-sharded IHT: time and communication per iteration\n\n"
             f"Machine: {describe()}.\n\nCommand: `python bench/bench_distributed.py "
             f"--sizes {args.sizes} --ranks {args.ranks} --iters {args.iters} "
-            f"--radix-bits {args.radix_bits}`\n\n{table}\n")
+            f"--radix-bits {args.radix_bits}`\n\n{load}\n\n{table}\n")
 
 
 if __name__ == "__main__":

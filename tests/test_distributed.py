@@ -17,7 +17,6 @@ import time
 import traceback
 from datetime import timedelta
 
-import ml_dtypes
 import numpy as np
 import pytest
 
@@ -26,10 +25,9 @@ dist = pytest.importorskip("torch.distributed")
 if not dist.is_available():
     pytest.skip("torch.distributed is not available in this torch build", allow_module_level=True)
 
-import chita_ext  # noqa: E402
-from chita_ext.distributed.layout import balanced_ranges  # noqa: E402
-
-from conftest import make_instance  # noqa: E402
+import chita_ext
+from chita_ext.distributed.layout import balanced_ranges
+from conftest import make_instance
 
 GROUP_TIMEOUT = 240  # seconds for one whole group (start-up included)
 # Unequal shards, p = 203 divisible by neither 2 nor 3.

@@ -11,5 +11,5 @@ from .layout import balanced_ranges, column_range
 from .select import topk_abs
 from .solve import METHODS, solve
 
-__all__ = ["solve", "METHODS", "topk_abs", "collect_gradients", "ShardedGradientStore",
-           "column_range", "balanced_ranges", "Comm", "CommStats"]
+__all__ = ["METHODS", "Comm", "CommStats", "ShardedGradientStore", "balanced_ranges",
+           "collect_gradients", "column_range", "solve", "topk_abs"]

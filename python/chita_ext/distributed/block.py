@@ -48,7 +48,7 @@ def _caps(pb: ShardedProblem, pieces) -> list:
     for a, b in pieces:
         size = b - a
         cap = min(size, pb.k) if len(pieces) == 1 else \
-            min(size, 2 * int(math.ceil(share * size)) + 16)
+            min(size, 2 * math.ceil(share * size) + 16)
         caps.append(min(cap, pb.k))
     return caps
 

@@ -35,11 +35,11 @@ class CommStats:
     def total_calls(self) -> int:
         return int(sum(self.calls.values()))
 
-    def snapshot(self) -> "CommStats":
+    def snapshot(self) -> CommStats:
         """A copy of the counts so far (``later.since(snapshot)`` gives what came after)."""
         return CommStats(defaultdict(int, self.bytes), defaultdict(int, self.calls))
 
-    def since(self, earlier: "CommStats") -> "CommStats":
+    def since(self, earlier: CommStats) -> CommStats:
         """The counts added after ``earlier`` (a snapshot of this object)."""
         kinds = [k for k, c in self.calls.items() if c > earlier.calls.get(k, 0)]
         return CommStats(

@@ -24,7 +24,13 @@ import math
 import numpy as np
 import torch
 
-from ..gradients import DTYPES, GradientStore, SampleStream, data_size, per_sample_gradients
+from ..gradients import (
+    DTYPES,
+    GradientStore,
+    SampleStream,
+    data_size,
+    per_sample_gradients,
+)
 from ..params import resolve_params
 from .comm import Comm
 from .layout import balanced_ranges

@@ -37,7 +37,7 @@ class ShardLayout:
     rank: int
 
     @classmethod
-    def from_sizes(cls, sizes, rank: int) -> "ShardLayout":
+    def from_sizes(cls, sizes, rank: int) -> ShardLayout:
         offsets = [0]
         for s in sizes:
             offsets.append(offsets[-1] + int(s))

@@ -22,7 +22,7 @@ def decrease_at_optimal(g_s_sq: float, a_g_s_sq: float, lam: float) -> float:
 
 
 def relative_decrease(f_old: float, f_new: float) -> float:
-    scale = abs(f_old) if abs(f_old) > 1e-30 else 1e-30
+    scale = max(1e-30, abs(f_old))
     return (f_old - f_new) / scale
 
 

@@ -107,12 +107,12 @@ class ShardedIht:
         delta_old = torch.where(in_t[self.S], torch.zeros_like(v_s), -v_s)
         packed = pb.comm.sum(torch.cat([pb.ax_sparse(T, delta_new),
                                         pb.ax_sparse(self.S, delta_old),
-                                        pb._local_terms(T, t_val)]))
+                                        pb.local_terms(T, t_val)]))
         n = pb.n
         r = self.r + tau * self.a_g_s
         r = r - packed[:n]
         r = r - packed[n:2 * n]
-        f = pb._combine(r, packed[2 * n:])
+        f = pb.combine_terms(r, packed[2 * n:])
         self.trial = (T, t_val, r)
         return f
 

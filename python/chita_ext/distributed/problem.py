@@ -171,14 +171,16 @@ class ShardedProblem:
         return torch.tensor(values, dtype=torch.float64, device=self.device)
 
     # ---- objective (ObjectiveEvaluator) ------------------------------------------------
-    def _local_terms(self, S, x):
-        """This rank's ||w_bar_S||^2, ||x - w_bar_S||^2 and alpha_S^T x."""
+    def local_terms(self, S, x):
+        """This rank's ||w_bar_S||^2, ||x - w_bar_S||^2 and alpha_S^T x (3 doubles), to be
+        all-reduced and passed to :meth:`combine_terms`."""
         wb = self.w_bar[S]
         al = self.dot(self.alpha[S], x) if self.alpha is not None else 0.0
         return self.scalars(self.dot(wb, wb), float(((x.double() - wb.double()) ** 2).sum())
                             if x.numel() else 0.0, al)
 
-    def _combine(self, r, terms) -> float:
+    def combine_terms(self, r, terms) -> float:
+        """f(w) from the global residual r and the all-reduced :meth:`local_terms`."""
         f = 0.5 * float(torch.dot(r, r))
         if self.lam > 0:
             f += 0.5 * self.lam * ((self.wbar_sq - float(terms[0])) + float(terms[1]))
@@ -186,21 +188,16 @@ class ShardedProblem:
             f += float(terms[2])
         return f
 
-    def evaluate(self, S, x, extra=None):
+    def evaluate(self, S, x):
         """(f, r) for w = (S, x) on this rank: r = b - A_S x (global, float64) and f(w), in
-        one all-reduce of n + 3 doubles (+ ``extra``, a float64 tensor reduced alongside,
-        returned third when given)."""
-        parts = [self.ax_sparse(S, x), self._local_terms(S, x)]
-        if extra is not None:
-            parts.append(extra)
-        packed = self.comm.sum(torch.cat(parts))
+        one all-reduce of n + 3 doubles."""
+        packed = self.comm.sum(torch.cat([self.ax_sparse(S, x), self.local_terms(S, x)]))
         r = self.b64 - packed[:self.n]
-        f = self._combine(r, packed[self.n:self.n + 3])
-        return (f, r) if extra is None else (f, r, packed[self.n + 3:])
+        return self.combine_terms(r, packed[self.n:]), r
 
     def from_residual(self, S, x, r) -> float:
         """f(w) for w = (S, x) given r = b - A_S x: one all-reduce of 3 doubles."""
-        return self._combine(r, self.comm.sum(self._local_terms(S, x)))
+        return self.combine_terms(r, self.comm.sum(self.local_terms(S, x)))
 
     def out_of_time(self, start: float, time_limit) -> bool:
         """Whether any rank has passed ``time_limit`` (agreed by an all-reduce, so that

@@ -108,6 +108,10 @@ def solve_cases(world):
     return cases
 
 
+def _mlp():
+    return torch.nn.Sequential(torch.nn.Linear(20, 12), torch.nn.ReLU(), torch.nn.Linear(12, 5))
+
+
 @functools.lru_cache(maxsize=1)
 def _mlp_and_data():
     """A small MLP (p = 240 + 60 prunable weights), briefly trained, and its data."""
@@ -115,7 +119,7 @@ def _mlp_and_data():
     X = torch.randn(64, 20, generator=gen)
     y = (X[:, :5].argmax(1) + (X[:, 5] > 1).long()) % 5  # learnable labels
     torch.manual_seed(3)
-    model = torch.nn.Sequential(torch.nn.Linear(20, 12), torch.nn.ReLU(), torch.nn.Linear(12, 5))
+    model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     for _ in range(15):
         opt.zero_grad()
@@ -216,10 +220,12 @@ def _rank_errors(rank, world):
     return out
 
 
-def _rank_gradients(rank, world, tmpdir):
+def _rank_gradients(rank, world, tmpdir, trained):
     import chita_ext.distributed as D
 
-    model, batches = _mlp_and_data()
+    state, batches = trained  # trained once in the test process (training is slow to start)
+    model = _mlp()
+    model.load_state_dict(state)
     out = {}
     for name, kw in GRADIENT_CASES.items():
         s = D.collect_gradients(model, torch.nn.CrossEntropyLoss(), batches, **kw)
@@ -239,7 +245,7 @@ def _rank_gradients(rank, world, tmpdir):
     return out
 
 
-def _worker(rank, world, port, tmpdir, solve_inputs, select_inputs):
+def _worker(rank, world, port, tmpdir, solve_inputs, select_inputs, trained):
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -248,7 +254,7 @@ def _worker(rank, world, port, tmpdir, solve_inputs, select_inputs):
     for part, run in (("select", lambda: _rank_selects(rank, world, select_inputs)),
                       ("solve", lambda: _rank_solves(rank, world, solve_inputs)),
                       ("errors", lambda: _rank_errors(rank, world)),
-                      ("gradients", lambda: _rank_gradients(rank, world, tmpdir))):
+                      ("gradients", lambda: _rank_gradients(rank, world, tmpdir, trained))):
         t0 = time.perf_counter()
         try:
             results[part] = run()
@@ -271,7 +277,9 @@ def _start_method() -> str:
     # forkserver with torch preloaded forks ranks in a fraction of a second instead of a
     # fresh interpreter each; a plain fork of this (OpenMP-using) process is not safe.
     if "forkserver" in multiprocessing.get_all_start_methods():
-        multiprocessing.set_forkserver_preload(["torch", "torch.distributed", "chita_ext"])
+        # torch.func's first vmap(grad) imports torch._dynamo (~800 modules): once, here.
+        multiprocessing.set_forkserver_preload(["torch", "torch.distributed", "torch.func",
+                                                "torch._dynamo", "chita_ext"])
         return "forkserver"
     return "spawn"
 
@@ -300,7 +308,8 @@ def run_group(world, tmpdir, *args):
 def group(request, tmp_path_factory):
     """(world, per-rank results, (solve cases, select vectors)) of one group run."""
     world = request.param
-    inputs = (solve_cases(world), _select_vectors())
+    model, batches = _mlp_and_data()
+    inputs = (solve_cases(world), _select_vectors(), (model.state_dict(), batches))
     return world, run_group(world, tmp_path_factory.mktemp(f"group{world}"), *inputs), inputs
 
 
@@ -315,7 +324,7 @@ def _part(results, part):
 def test_topk_matches_single_process(group):
     """Distributed select == kernels.topk_abs on the concatenation: ties across shard
     edges, zeros, -0.0, low-bit differences, k = 1 .. p, and 3-bit passes."""
-    world, results, (_, vectors) = group
+    world, results, (_, vectors, _) = group
     parts = _part(results, "select")
     for key in parts[0]:
         name, k, _ = key
@@ -332,7 +341,7 @@ def test_methods_match_single_process(group):
     """Every method: same support and objective within 1e-6 relative as chita_ext.solve on
     the concatenated A (same options); float32 and bfloat16, col- and row-major, alpha,
     w0, k <= n and k > n, real gradients; global fields the same on every rank."""
-    world, results, (cases, _) = group
+    world, results, (cases, _, _) = group
     parts = _part(results, "solve")
     failures = []
     for name, (A, w_bar, k, kw) in cases.items():

@@ -22,6 +22,8 @@ from .step_size import INF, decrease_at_optimal, f32, relative_decrease, tau_opt
 
 BEYOND_CHANGE = 1e-3       # try tau_chg (1 + eps) so that the support does change
 EXACT_RESIDUAL_EVERY = 8   # recompute r from scratch this often (bounds rounding drift)
+STALL_WINDOW = 20          # iht.cpp kStallWindow
+STALL_DECREASE = 1e-3      # iht.cpp kStallDecrease
 
 
 class ShardedIht:
@@ -42,20 +44,36 @@ class ShardedIht:
         self.f, self.r = pb.evaluate(self.S, self.val)
         self._sync_dense()
         history, iterations, converged = [self.f], 0, False
+        stop_reason, stable, f_window = "max_iter", 0, self.f
         loop_start, loop_comm = time.perf_counter(), pb.comm.stats.snapshot()
         for _ in range(opt.max_iter):
             if pb.out_of_time(start, opt.time_limit):
+                stop_reason = "time_limit"
                 break
             f_old = self.f
+            changes_before = self.steps["steps_chg"] + self.steps["steps_lip"]
             if not self._step():  # no step decreases f: a fixed point of the IHT map
-                converged = True
+                converged, stop_reason = True, "fixed_point"
                 break
+            # The C++ stall stop (iht.cpp): support unchanged for STALL_WINDOW iterations
+            # and f fell by less than STALL_DECREASE over them.
+            if self.steps["steps_chg"] + self.steps["steps_lip"] != changes_before:
+                stable, f_window = 0, self.f
+            else:
+                stable += 1
+                if stable >= STALL_WINDOW:
+                    if relative_decrease(f_window, self.f) < STALL_DECREASE:
+                        iterations += 1
+                        history.append(self.f)
+                        converged, stop_reason = True, "support_stable"
+                        break
+                    stable, f_window = 0, self.f
             iterations += 1
             if iterations % EXACT_RESIDUAL_EVERY == 0:
                 self.f, self.r = pb.evaluate(self.S, self.val)
             history.append(self.f)
             if relative_decrease(f_old, self.f) < opt.tol:
-                converged = True
+                converged, stop_reason = True, "tol"
                 break
         iteration_seconds = time.perf_counter() - loop_start
         iteration_comm = pb.comm.stats.since(loop_comm).as_dict()
@@ -64,7 +82,7 @@ class ShardedIht:
         f_bso, _ = pb.evaluate(self.S, val_bso)
         if f_bso <= self.f:
             self.val, self.f = val_bso, f_bso
-        info = dict(self.steps, iteration_seconds=iteration_seconds,
+        info = dict(self.steps, iteration_seconds=iteration_seconds, stop_reason=stop_reason,
                     iteration_comm=iteration_comm)
         return make_result(pb, self.S, self.val, self.f, history, iterations, "iht",
                            converged, start, info)

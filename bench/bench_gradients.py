@@ -13,8 +13,8 @@ times, best of ``--repeats``:
 ``fill`` is the time to write the store once (``fill_``): no per-sample method can beat it.
 The hooks result is checked against vmap on the rows both computed.
 
-    python bench/bench_gradients.py [--nets mlpnet,resnet20,mobilenet,resnet50] [--n 512]
-                                    [--repeats 3] [--out bench/results/gradients.md]
+    python bench/bench_gradients.py [--nets mlpnet,mlpnet@1000,resnet20,mobilenet,resnet50]
+                                    [--n N] [--repeats 3] [--out bench/results/gradients.md]
 """
 from __future__ import annotations
 
@@ -82,11 +82,12 @@ def bench_net(name, n, n_vmap, repeats, log):
 
     def run_hooks():
         nonlocal hooks
+        hooks = None  # free the previous store first
         hooks = collect_gradients(model, loss_fn, data, n, dtype=dtype, method="hooks")
 
     t_hooks = best_of(run_hooks, repeats)
     log(f"{name}: hooks {t_hooks:.3f} s")
-    vrep = repeats if n_vmap * p < 64 * 300_000 else 1  # a single run on the big nets
+    vrep = repeats if n_vmap * p < 40_000_000 else 1  # a single run on the big nets
     vm = None
 
     def run_vmap():
@@ -108,7 +109,7 @@ def bench_net(name, n, n_vmap, repeats, log):
 def table(rows):
     head = ("| net | p | n | chunk | store | fill s | fwd+bwd s | hooks s | vmap s (rows run) "
             "| hooks / fwd+bwd | vmap / hooks | hooks vs vmap rel. diff | load avg start/end |")
-    out = [head, "|" + "---|" * head.count("|")[:-1] if False else "|" + "|".join(["---"] * 13) + "|"]
+    out = [head, "|" + "|".join(["---"] * 13) + "|"]
     for r in rows:
         out.append(f"| {r['net']} | {r['p']:,} | {r['n']} | {r['chunk']} | {r['dtype']} "
                    f"| {r['fill']:.3f} | {r['fwd_bwd']:.3f} | {r['hooks']:.3f} "
@@ -120,16 +121,18 @@ def table(rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--nets", default="mlpnet,resnet20,mobilenet,resnet50")
+    ap.add_argument("--nets", default="mlpnet,mlpnet@1000,resnet20,mobilenet,resnet50",
+                    help="comma-separated names, each optionally @n")
     ap.add_argument("--n", type=int, default=None, help="samples (default: per net)")
     ap.add_argument("--n-vmap", type=int, default=None, help="samples for vmap (default: per net)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None, help="write the markdown table here")
     args = ap.parse_args()
     rows = []
-    for name in args.nets.split(","):
+    for spec in args.nets.split(","):  # "name" or "name@n"
+        name, _, n_spec = spec.partition("@")
         _, _, _, _, n0, nv0 = NETS[name]
-        n = args.n or n0
+        n = int(n_spec) if n_spec else (args.n or n0)
         rows.append(bench_net(name, n, min(n, args.n_vmap or nv0), args.repeats,
                               lambda s: print(s, flush=True)))
     md = table(rows)

@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 from .params import PrunableParams, resolve_params
-from .persample import PerSampleEngine
+from .persample import DictSink, PerSampleEngine
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -181,7 +181,6 @@ class _StoreSink:
 
     def __init__(self, store: GradientStore, sel: PrunableParams):
         self.buf, self.offsets = store.buffer, sel.offsets
-        self.shapes = [tuple(t.shape) for t in sel.params]
         self.total = torch.zeros(sel.p, dtype=torch.float64)
         self.i0, self.c = 0, 0
 
@@ -221,7 +220,7 @@ def _engine(model, loss_fn, sel, method, stream, n_samples):
     return engine
 
 
-def _chunks(engine, model, loss_fn, stream, rows, m, chunk, sink, scale):
+def _chunks(engine, stream, rows, m, chunk, sink, scale):
     """Draw c m samples per chunk, run the engine into ``sink``; yields (i0, c)."""
     dev = engine.sel.params[0].device
     for i0 in range(0, rows, chunk):
@@ -248,21 +247,9 @@ def per_sample_gradients(model, loss_fn, data, n_samples: int, *, params=None,
     model.eval()
     try:
         engine = _engine(model, loss_fn, sel, method, stream, rows * m)
-
-        class _Rows:
-            def __init__(self):
-                self.emit = None
-
-            def start(self, i0, c):
-                from .persample import _DictEmit
-                self.emit = _DictEmit(sel)
-
-            def __getattr__(self, name):  # rows / outer / zeros
-                return getattr(self.emit, name)
-
-        sink = _Rows()
-        for i0, _ in _chunks(engine, model, loss_fn, stream, rows, m, chunk, sink, 1.0):
-            yield i0, {sel.names[i]: g for i, g in sorted(sink.emit.out.items())}
+        sink = DictSink(sel)
+        for i0, _ in _chunks(engine, stream, rows, m, chunk, sink, 1.0):
+            yield i0, {sel.names[i]: g for i, g in sorted(sink.out.items())}
     finally:
         model.train(was_training)
 
@@ -343,7 +330,7 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
         sink = _StoreSink(store, sel)
         bar = _bar(rows, progress, "gradients")
         # the scale rides on the output gradients (hooks) or the rows (vmap): no extra pass
-        for _, c in _chunks(engine, model, loss_fn, stream, rows, m, chunk, sink, store.scale):
+        for _, c in _chunks(engine, stream, rows, m, chunk, sink, store.scale):
             bar.update(c)
         bar.close()
     finally:

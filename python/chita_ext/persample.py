@@ -84,11 +84,14 @@ def split_selection(model, sel):
     return layers, fallback
 
 
-class _DictEmit:
-    """Collects per-row gradients as ``{position: (c, *shape)}`` tensors (copies)."""
+class DictSink:
+    """Collects a chunk's per-row gradients as ``{position: (c, *shape)}`` tensors (copies)."""
 
     def __init__(self, sel):
         self.shapes = [tuple(t.shape) for t in sel.params]
+        self.out = {}
+
+    def start(self, i0, c):
         self.out = {}
 
     def rows(self, i, G):
@@ -363,7 +366,7 @@ class PerSampleEngine:
         if not self.layers:
             return
         n = x.shape[0]
-        emit = _DictEmit(self.sel)
+        emit = DictSink(self.sel)
         try:
             saved = count_saved(n)
             self.hooks.run(x, y, n, 1, emit, strict=False, saved=saved)

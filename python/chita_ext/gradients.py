@@ -1,9 +1,11 @@
-"""Per-sample gradients (torch.func) written straight into a column-major store.
+"""Per-sample gradients written straight into a column-major store.
 
 The store holds ``A = G * scale`` as a C-contiguous ``(p, n)`` buffer: row j is the n
 gradient values of weight j ("gradient columns"), and its transpose is the ``(n, p)``
-column-major matrix :func:`chita_ext.solve` streams. Gradients are computed ``chunk``
-rows at a time, so peak extra memory is O(chunk x p) on top of the store itself.
+column-major matrix :func:`chita_ext.solve` streams. Gradients are computed a chunk of rows
+at a time, by one batched forward + backward with hooks on linear and conv layers
+(:mod:`chita_ext.persample`) and ``torch.func.vmap(grad)`` for any other parameter, so
+peak extra memory is one chunk's activations and scratch on top of the store itself.
 """
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ import os
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad, vmap
-
 from .params import PrunableParams, resolve_params
+from .persample import DictSink, PerSampleEngine
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -41,6 +42,14 @@ class SampleStream:
                                  "n_samples or more data") from None
             self._it = iter(self.data)
             return next(self._it)
+
+    def peek(self, n: int):
+        """Return the next (up to) n samples without consuming them."""
+        x, y = self.take(n)
+        self.drawn -= x.shape[0]
+        self._buf = (x, y) if self._buf is None else (torch.cat([x, self._buf[0]]),
+                                                      torch.cat([y, self._buf[1]]))
+        return x, y
 
     def take(self, n: int):
         """Return ``(inputs, targets)`` with exactly n samples (first dimension n)."""
@@ -100,16 +109,19 @@ class GradientStore:
         self.scale, self.batch_rows, self.n_samples = 1.0, 1, self.n
         self.mean_grad = np.zeros(self.p)
         self.names, self.shapes = [], []
+        npdt = np.float32 if dtype == "float32" else np.uint16  # bf16 bits
         if out is None:
-            self.buffer = torch.empty((self.p, self.n), dtype=DTYPES[dtype])
+            # numpy asks for transparent huge pages on large arrays: first touch of the
+            # store is then several times faster than with torch.empty's 4 KiB pages
             self._mm = None
+            t = torch.from_numpy(np.empty((self.p, self.n), dtype=npdt))
         else:
             self.path = os.fspath(out)
-            npdt = np.float32 if dtype == "float32" else np.uint16  # bf16 bits on disk
             self._mm = np.lib.format.open_memmap(self.path, mode="w+", dtype=npdt,
                                                  shape=(self.p, self.n))
             t = torch.from_numpy(self._mm)
-            self.buffer = t if dtype == "float32" else t.view(torch.bfloat16)
+        self.buffer = t if dtype == "float32" else t.view(torch.bfloat16)
+        self.methods, self.chunk = {}, None
 
     @property
     def A(self):
@@ -128,7 +140,10 @@ class GradientStore:
         return self.buffer.numel() * self.buffer.element_size()
 
     def write_rows(self, i0: int, rows: dict, sel: PrunableParams) -> None:
-        """Write a chunk of gradient rows (``{name: (c, *shape)}``) as columns i0..i0+c."""
+        """Write a chunk of gradient rows (``{name: (c, *shape)}``) as columns i0..i0+c.
+
+        The rows are multiplied by ``scale`` on the way in.
+        """
         for name, a, b in zip(sel.names, sel.offsets[:-1], sel.offsets[1:]):
             g = rows[name]
             c = g.shape[0]
@@ -157,53 +172,101 @@ def _check_loss(model, loss_fn, x, y):
                          "such as torch.nn.CrossEntropyLoss() (reduction='mean')")
 
 
+class _StoreSink:
+    """Receives a chunk's row gradients (already scaled) and writes them into the store.
+
+    Also accumulates each weight's sum over rows in float64 (for ``mean_grad``), from the
+    full-precision gradients, before any bfloat16 rounding.
+    """
+
+    def __init__(self, store: GradientStore, sel: PrunableParams):
+        self.buf, self.offsets = store.buffer, sel.offsets
+        self.total = torch.zeros(sel.p, dtype=torch.float64)
+        self.i0, self.c = 0, 0
+
+    def start(self, i0: int, c: int) -> None:
+        self.i0, self.c = i0, c
+
+    def _dst(self, i):
+        return self.buf[self.offsets[i]:self.offsets[i + 1], self.i0:self.i0 + self.c]
+
+    def _add(self, i, s):
+        self.total[self.offsets[i]:self.offsets[i + 1]] += s.reshape(-1).to(self.total.device)
+
+    def rows(self, i, G):
+        # one transposing copy (with the cast to the store dtype) per tensor, no temporary
+        self._dst(i).copy_(G.T)
+        self._add(i, G.sum(0))
+
+    def outer(self, i, g, a):
+        # row r of a linear layer with one position: g_r a_r^T, written in the store layout
+        gt, at = g.T.contiguous(), a.T.contiguous()
+        dst = self._dst(i).view(g.shape[1], a.shape[1], self.c)
+        torch.mul(gt[:, None, :], at[None, :, :], out=dst)
+        self._add(i, gt @ at.T)
+
+    def zeros(self, i, c, like):
+        self._dst(i).zero_()
+
+
+def _engine(model, loss_fn, sel, method, stream, n_samples):
+    """A PerSampleEngine probed on the first samples of ``stream`` (not consumed)."""
+    engine = PerSampleEngine(model, loss_fn, sel, method)
+    x, y = stream.peek(min(2, n_samples))
+    dev = sel.params[0].device
+    _check_loss(model, loss_fn, x.to(dev), y.to(dev))
+    if not engine.probed:
+        engine.probe(x.to(dev), y.to(dev))
+    return engine
+
+
+def _chunks(engine, stream, rows, m, chunk, sink, scale):
+    """Draw c m samples per chunk, run the engine into ``sink``; yields (i0, c)."""
+    dev = engine.sel.params[0].device
+    for i0 in range(0, rows, chunk):
+        c = min(chunk, rows - i0)
+        x, y = stream.take(c * m)
+        sink.start(i0, c)
+        engine.run(x.to(dev), y.to(dev), c, m, sink, scale)
+        yield i0, c
+
+
 def per_sample_gradients(model, loss_fn, data, n_samples: int, *, params=None,
-                         batch_rows: int = 1, chunk: int = 64, stream=None):
+                         batch_rows: int = 1, chunk: int = 64, stream=None,
+                         method: str = "auto"):
     """Yield ``(i0, {name: (c, *shape)})`` chunks of per-row gradients, in model dtype.
 
     Row i is the gradient of ``loss_fn`` on samples ``i*m .. i*m+m-1`` (m = batch_rows)
-    at the current weights, computed with ``vmap(grad(...))``, BatchNorm in eval mode.
+    at the current weights, BatchNorm in eval mode. ``method`` as in
+    :func:`collect_gradients`.
     """
     sel = resolve_params(model, params)
     stream = stream if stream is not None else SampleStream(data, cycle=False)
     rows, m = n_samples // batch_rows, batch_rows
-    names = sel.names
     was_training = model.training
     model.eval()
-
-    def loss_of(pvals, x, y):
-        out = functional_call(model, dict(zip(names, pvals)), (x,))
-        return loss_fn(out, y)
-
-    per_row = vmap(grad(loss_of), in_dims=(None, 0, 0))
     try:
-        pvals = tuple(t.detach() for t in sel.params)
-        for i0 in range(0, rows, chunk):
-            c = min(chunk, rows - i0)
-            x, y = stream.take(c * m)
-            if i0 == 0:
-                _check_loss(model, loss_fn, x, y)
-            dev = pvals[0].device
-            x = x.to(dev).reshape(c, m, *x.shape[1:])
-            y = y.to(dev).reshape(c, m, *y.shape[1:])
-            with torch.no_grad():
-                g = per_row(pvals, x, y)
-            yield i0, dict(zip(names, g))
+        engine = _engine(model, loss_fn, sel, method, stream, rows * m)
+        sink = DictSink(sel)
+        for i0, _ in _chunks(engine, stream, rows, m, chunk, sink, 1.0):
+            yield i0, {sel.names[i]: g for i, g in sorted(sink.out.items())}
     finally:
         model.train(was_training)
 
 
 def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
                       dtype: str = "float32", batch_rows: int = 1, out=None,
-                      chunk: int | None = None, max_chunk_bytes: int = 256 << 20,
-                      stream=None, progress: bool = False) -> GradientStore:
+                      chunk: int | None = None, max_chunk_bytes: int = 512 << 20,
+                      stream=None, progress: bool = False,
+                      method: str = "auto") -> GradientStore:
     """Collect per-sample gradients into a column-major :class:`GradientStore`.
 
     Parameters
     ----------
     model : torch.nn.Module
     loss_fn : callable
-        ``loss_fn(outputs, targets)`` returning a batch-mean scalar; applied per sample.
+        ``loss_fn(outputs, targets)`` returning a scalar (a batch mean such as
+        ``torch.nn.CrossEntropyLoss()``); a row's loss is ``loss_fn`` on its samples.
     data : iterable of (inputs, targets)
         Batches, e.g. a DataLoader; the first ``n_samples`` samples are used.
     n_samples : int
@@ -218,11 +281,20 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
     out : path, optional
         Memory-map the store to this ``.npy`` file instead of RAM.
     chunk : int, optional
-        Rows per vmap call; default keeps a chunk's gradients under ``max_chunk_bytes``.
+        Rows per forward/backward; default: as many as keep one chunk's activations and
+        scratch (hooks) or per-row gradients (vmap) under ``max_chunk_bytes``.
+    max_chunk_bytes : int
+        Memory budget of one chunk, on top of the store.
     stream : SampleStream, optional
         Draw samples from this stream (used by CHITA++ for fresh sub-samples).
     progress : bool
         Show a tqdm bar.
+    method : {"auto", "hooks", "vmap"}
+        ``"hooks"``: one batched forward + backward per chunk with hooks on Linear and
+        Conv1d/2d/3d layers (near backward-pass speed); ``"vmap"``: ``torch.func``
+        ``vmap(grad)`` of the whole model per row (any layer type, much slower);
+        ``"auto"`` (default): hooks for every parameter they serve and vmap for the
+        others (other layer types, weight sharing). ``store.methods`` tells which ran.
 
     Returns
     -------
@@ -235,26 +307,35 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
         raise ValueError(f"n_samples={n_samples!r} must be a positive int")
     if not isinstance(batch_rows, (int, np.integer)) or not 1 <= batch_rows <= n_samples:
         raise ValueError(f"batch_rows={batch_rows!r} must be an int in [1, n_samples={n_samples}]")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; pass 'float32' or 'bfloat16'")
     size = data_size(data)
     if stream is None and size is not None and n_samples > size:
         raise ValueError(f"n_samples={n_samples} is larger than the data ({size} samples); "
                          f"pass n_samples <= {size}")
-    rows = n_samples // batch_rows
-    if chunk is None:
-        chunk = int(max(1, min(rows, max_chunk_bytes // (4 * sel.p))))
-    store = GradientStore(sel.p, rows, dtype, out)
-    store.names, store.shapes = list(sel.names), [tuple(t.shape) for t in sel.params]
-    store.batch_rows, store.n_samples = batch_rows, rows * batch_rows
-    store.scale = math.sqrt(batch_rows / rows)
-    total = torch.zeros(sel.p, dtype=torch.float64)
-    bar = _bar(rows, progress, "gradients")
-    for i0, g in per_sample_gradients(model, loss_fn, data, rows * batch_rows, params=sel,
-                                      batch_rows=batch_rows, chunk=chunk, stream=stream):
-        store.write_rows(i0, g, sel)
-        total += torch.cat([g[n].reshape(g[n].shape[0], -1).double().sum(0) for n in sel.names])
-        bar.update(next(iter(g.values())).shape[0])
-    bar.close()
-    store.mean_grad = (total / rows).numpy()
+    rows, m = n_samples // batch_rows, int(batch_rows)
+    stream = stream if stream is not None else SampleStream(data, cycle=False)
+    was_training = model.training
+    model.eval()
+    try:
+        engine = _engine(model, loss_fn, sel, method, stream, rows * m)
+        if chunk is None:
+            chunk = engine.chunk_rows(max_chunk_bytes, m, rows)
+        store = GradientStore(sel.p, rows, dtype, out)
+        store.names, store.shapes = list(sel.names), [tuple(t.shape) for t in sel.params]
+        store.batch_rows, store.n_samples = m, rows * m
+        store.scale, store.chunk = math.sqrt(m / rows), int(chunk)
+        fb = set(engine.fallback)
+        store.methods = {nm: ("vmap" if i in fb else "hooks") for i, nm in enumerate(sel.names)}
+        sink = _StoreSink(store, sel)
+        bar = _bar(rows, progress, "gradients")
+        # the scale rides on the output gradients (hooks) or the rows (vmap): no extra pass
+        for _, c in _chunks(engine, stream, rows, m, chunk, sink, store.scale):
+            bar.update(c)
+        bar.close()
+    finally:
+        model.train(was_training)
+    store.mean_grad = (sink.total / (store.scale * rows)).numpy()
     store.flush()
     return store
 

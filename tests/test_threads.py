@@ -125,3 +125,15 @@ def test_huge_thread_count_is_capped_not_an_error():
     a = chita_ext.solve(A, w_bar, 20, lam=0.1, method="iht", threads=10_000)
     b = chita_ext.solve(A, w_bar, 20, lam=0.1, method="iht", threads=1)
     np.testing.assert_array_equal(a.w, b.w)
+
+
+@pytest.mark.parametrize("env,expected", [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "active"}, "active"),
+                                          ({"GOMP_SPINCOUNT": "1000"}, None)])
+def test_cli_asks_torch_openmp_for_passive_waiting(env, expected):
+    """chita-prune sets OMP_WAIT_POLICY=PASSIVE for torch's libgomp, never over the user's."""
+    code = ("import os, sys; from chita_ext import cli; cli._passive_torch_openmp(); "
+            "assert 'torch' not in sys.modules; print(os.environ.get('OMP_WAIT_POLICY'))")
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**base, **env}, check=True).stdout.strip()
+    assert out == str(expected)

@@ -95,7 +95,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="solves per solver; best is reported")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "iht_iteration.md")
     args = ap.parse_args()
-    threads = chita_ext.build_info()["openmp_threads"]
+    info = chita_ext.build_info()
+    threads = info.get("threads", info.get("openmp_threads"))  # builds before the own pool
     rng = np.random.default_rng(0)
     n, p = args.n, args.p
     k = int(round((1 - args.sparsity) * p))

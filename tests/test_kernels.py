@@ -90,10 +90,12 @@ def test_gram(instance, device, k):
 
 
 def test_threads_do_not_change_results(instance):
+    # 20,000 columns: enough work (> 2 x 256 KB) for the kernels to use two threads.
+    wide = np.tile(instance, (1, 14))[:, :20_000]
     rng = np.random.default_rng(3)
-    r = rng.standard_normal(instance.shape[0]).astype(np.float32)
-    x = rng.standard_normal(instance.shape[1]).astype(np.float32)
-    for _, A, _ in variants(instance):
+    r = rng.standard_normal(wide.shape[0]).astype(np.float32)
+    x = rng.standard_normal(wide.shape[1]).astype(np.float32)
+    for _, A, _ in variants(wide):
         np.testing.assert_array_equal(kernels.atr(A, r, threads=1), kernels.atr(A, r, threads=2))
         np.testing.assert_array_equal(kernels.ax_dense(A, x, threads=1),
                                       kernels.ax_dense(A, x, threads=2))

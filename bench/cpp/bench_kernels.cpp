@@ -5,7 +5,6 @@
 //
 //   chita_bench_kernels [--n=256] [--p=2000000] [--sparsity=0.9] [benchmark flags]
 #include <benchmark/benchmark.h>
-#include <omp.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -21,6 +20,8 @@
 
 #include "chita/backend.h"
 #include "chita/problem.h"
+#include "cpu/thread_count.h"  // resolve_threads: the kernels' default thread count
+#include "cpu/thread_pool.h"   // parallel_chunks: the baselines run on the kernels' pool
 
 namespace {
 
@@ -29,6 +30,13 @@ double g_sparsity = 0.9;
 double g_copy_gbs = 0.0;       // the faster of memcpy and the stream copy
 double g_loop_copy_gbs = 0.0;  // plain loop
 double g_read_gbs = 0.0;       // read-only pass over A
+int g_threads = 1;             // the kernels' default thread count
+
+// body(c) for c in [0, chunks) on the kernels' thread pool and thread count.
+template <typename Body>
+void on_pool(std::int64_t chunks, Body body) {
+  chita::cpu::parallel_chunks(chunks, g_threads, body);
+}
 
 struct Data {
   std::vector<float> a32, r, w, x;
@@ -40,18 +48,17 @@ struct Data {
     const std::int64_t np = g_n * g_p;
     a32.resize(np);
     a16.resize(np);
-#pragma omp parallel
-    {
-      std::mt19937 gen(1234 + omp_get_thread_num());
+    constexpr std::int64_t kFill = 1 << 22;  // one random stream per chunk of A
+    on_pool((np + kFill - 1) / kFill, [&](std::int64_t c) {
+      std::mt19937 gen(1234 + c);
       std::normal_distribution<float> normal;
-#pragma omp for schedule(static)
-      for (std::int64_t i = 0; i < np; ++i) {
+      for (std::int64_t i = c * kFill; i < std::min(np, (c + 1) * kFill); ++i) {
         a32[i] = normal(gen);
         std::uint32_t bits;
         std::memcpy(&bits, &a32[i], 4);
         a16[i] = static_cast<std::uint16_t>(bits >> 16);
       }
-    }
+    });
     std::mt19937 gen(7);
     std::normal_distribution<float> normal;
     r.resize(g_n);
@@ -83,12 +90,11 @@ Data& data() {
 // glibc memcpy over one contiguous share per thread: each share is far above glibc's
 // non-temporal threshold, so it streams with non-temporal stores.
 void parallel_memcpy(const float* src, float* dst, std::int64_t m) {
-#pragma omp parallel
-  {
-    const std::int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+  const std::int64_t threads = g_threads;
+  on_pool(threads, [=](std::int64_t t) {
     const std::int64_t b = m * t / threads, e = m * (t + 1) / threads;
     std::memcpy(dst + b, src + b, static_cast<std::size_t>(e - b) * 4);
-  }
+  });
 }
 
 #if defined(__x86_64__)
@@ -124,9 +130,8 @@ void stream_copy_chunk(const float* src, float* dst, std::int64_t m) {
 template <typename Body>
 void for_each_chunk(std::int64_t m, Body body) {
   constexpr std::int64_t kChunk = 1 << 18;
-  const std::int64_t chunks = (m + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(dynamic)
-  for (std::int64_t c = 0; c < chunks; ++c) body(c * kChunk, std::min(m, (c + 1) * kChunk));
+  on_pool((m + kChunk - 1) / kChunk,
+          [&](std::int64_t c) { body(c * kChunk, std::min(m, (c + 1) * kChunk)); });
 }
 
 // The copy balanced like the kernels (glibc's memcpy would use ordinary stores at this
@@ -145,8 +150,11 @@ enum class Copy { memcpy_shares, stream_chunks, plain_loop };
 void parallel_copy(Copy how, const float* src, float* dst, std::int64_t m) {
   if (how == Copy::memcpy_shares) return parallel_memcpy(src, dst, m);
   if (how == Copy::stream_chunks) return parallel_stream_copy(src, dst, m);
-#pragma omp parallel for schedule(static)  // ordinary stores: read-for-ownership on dst
-  for (std::int64_t i = 0; i < m; ++i) dst[i] = src[i];
+  // Ordinary stores (read-for-ownership on dst), one contiguous share per thread.
+  const std::int64_t threads = g_threads;
+  on_pool(threads, [=](std::int64_t t) {
+    for (std::int64_t i = m * t / threads; i < m * (t + 1) / threads; ++i) dst[i] = src[i];
+  });
 }
 
 // Parallel copy of A's float32 bytes, bytes read + written per second (best of 5).
@@ -354,6 +362,7 @@ int main(int argc, char** argv) {
   }
   int rest_argc = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_argc, rest.data());
+  g_threads = chita::cpu::resolve_threads(0);
   data();
   const double memcpy_gbs = measure_copy_gbs(Copy::memcpy_shares);
   const double stream_gbs = measure_copy_gbs(Copy::stream_chunks);
@@ -364,7 +373,7 @@ int main(int argc, char** argv) {
               "written): memcpy %.2f GB/s, stream copy %.2f GB/s, plain loop %.2f GB/s; read-only "
               "%.2f GB/s\n",
               static_cast<long long>(g_n), static_cast<long long>(g_p), g_sparsity,
-              omp_get_max_threads(), g_n * g_p * 4 / 1e9, memcpy_gbs, stream_gbs, g_loop_copy_gbs,
+              g_threads, g_n * g_p * 4 / 1e9, memcpy_gbs, stream_gbs, g_loop_copy_gbs,
               g_read_gbs);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"   // cpu::all_finite
-#include "cpu/parallel.h"  // cpu::resolve_threads
+#include "cpu/thread_count.h"  // cpu::resolve_threads
 #include "descriptors.h"
 
 namespace chita::bindings {

@@ -42,6 +42,8 @@ def __getattr__(name):
 
 
 def build_info() -> dict:
-    """What this build compiled in: version, OpenMP threads, SIMD level, CUDA and its
-    architectures, and the CUDA devices visible now."""
+    """What this build compiled in and what it uses now: version, the default CPU thread
+    count (``threads``) and where it came from (``threads_source``), the CPUs available
+    (``available_cpus``), SIMD level, CUDA and its architectures, and the CUDA devices
+    visible now."""
     return dict(_build_info())

@@ -194,11 +194,13 @@ def make_backend(info: MatrixInfo, threads: int):
 
 
 def check_threads(threads) -> int:
-    """None -> 0 (OpenMP default); else a positive int."""
+    """None -> 0 (the default, chita_ext._threads.default_threads()); else a positive int
+    (the C++ side caps it at the CPUs available)."""
     if threads is None:
         return 0
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
     if threads < 1:
-        raise ValueError(f"threads={threads} must be >= 1 (or None for the OpenMP default)")
+        raise ValueError(f"threads={threads} must be >= 1 (or None for the default: "
+                         "the CPUs available, or CHITA_NUM_THREADS)")
     return int(threads)

@@ -122,7 +122,9 @@ def solve(
     tol : float
         Stop when the relative decrease of the objective falls below ``tol``.
     threads : int, optional
-        OpenMP threads for CPU kernels (default: OpenMP's default).
+        CPU threads for the kernels. Default: ``CHITA_NUM_THREADS``, else
+        ``OMP_NUM_THREADS``, else the CPUs this process may use (affinity mask and cgroup
+        quota). Capped at those CPUs; small problems use fewer (one per ~256 KB of work).
     w0 : array_like, shape (p,), optional
         Warm start: its top-k support (and values) start the method.
     time_limit : float, optional

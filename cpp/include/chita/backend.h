@@ -126,7 +126,8 @@ class Backend {
                                      double M) = 0;
 };
 
-// The single device-dispatch point (cpp/src/backend.cpp). threads <= 0: OpenMP default.
+// The single device-dispatch point (cpp/src/backend.cpp). threads: CPU threads, capped at
+// the CPUs available; <= 0: the default (CHITA_NUM_THREADS, OMP_NUM_THREADS or those CPUs).
 std::unique_ptr<Backend> make_backend(const DeviceRef& device, int threads);
 
 // CUDA devices visible to this build (0 when built without CUDA or with no driver).

@@ -23,7 +23,7 @@ struct SolveOptions {
   std::string method = "iht";      // "mp", "bso", "iht"
   int max_iter = 100;
   double tol = 1e-6;               // stop when (f_old - f_new) / max(|f_old|, 1e-30) < tol
-  int threads = 0;                 // <= 0: OpenMP default
+  int threads = 0;                 // CPU threads; <= 0: the default (cpu/thread_count.h)
   const float* w0 = nullptr;       // optional warm start (length p, device memory)
   int power_iters = 30;            // for L = ||A||_2^2 + lam
   int max_doublings = 10;          // step doubling trials when the support changes

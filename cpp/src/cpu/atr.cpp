@@ -95,7 +95,8 @@ void atr_impl(const MatrixView& A, const float* r, const std::int64_t* idx, std:
               float* out, int threads) {
   const PreparedResidual prepared(A, r);
   const std::int64_t grain = A.layout == Layout::row_major && !idx ? kRowMajorTile : kColumnGrain;
-  parallel_ranges(k, grain, threads, [&](std::int64_t b, std::int64_t e) {
+  const double bytes = static_cast<double>(k) * A.n * A.element_bytes();
+  parallel_ranges(k, grain, threads, bytes, [&](std::int64_t b, std::int64_t e) {
     atr_columns(A, prepared, idx, b, e, out);
   });
 }

@@ -69,7 +69,8 @@ void ax_colmajor(const MatrixView& A, const std::int64_t* idx, const float* x, s
       std::max(kMinChunkColumns, (k + kMaxChunks - 1) / kMaxChunks);
   const std::int64_t chunks = (k + chunk - 1) / chunk;
   std::vector<double> partial(static_cast<std::size_t>(chunks * n), 0.0);
-  parallel_ranges(chunks, 1, threads, [&](std::int64_t c, std::int64_t) {
+  const double bytes = static_cast<double>(k) * n * A.element_bytes();
+  parallel_ranges(chunks, 1, threads, bytes, [&](std::int64_t c, std::int64_t) {
     const std::int64_t begin = c * chunk, end = std::min(k, begin + chunk);
     add_scaled_columns_range<E>(a, n, idx, x, begin, end, &partial[c * n]);
   });
@@ -80,7 +81,8 @@ template <typename E>
 void ax_rowmajor(const MatrixView& A, const std::int64_t* idx, const float* x, std::int64_t k,
                  double* out, int threads) {
   const auto* a = static_cast<const typename E::Stored*>(A.data);
-  parallel_ranges(A.n, 1, threads, [&](std::int64_t i, std::int64_t) {
+  const double bytes = static_cast<double>(k) * A.n * A.element_bytes();
+  parallel_ranges(A.n, 1, threads, bytes, [&](std::int64_t i, std::int64_t) {
     const typename E::Stored* row = a + i * A.p;
     double acc = 0.0;
     if (idx) {

@@ -1,9 +1,11 @@
-// The CPU implementation of chita::Backend: memory is host memory, kernels are OpenMP.
+// The CPU implementation of chita::Backend: memory is host memory, kernels run on the
+// thread pool (parallel.h).
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <vector>
 
 #include "chita/backend.h"
 #include "chita/errors.h"
@@ -14,6 +16,8 @@
 
 namespace chita::cpu {
 namespace {
+
+constexpr std::int64_t kElementChunk = 1 << 14;  // indices per chunk of element-wise loops
 
 template <typename T>
 Buffer<T> host_alloc(std::int64_t count) {
@@ -75,7 +79,7 @@ class CpuBackend final : public Backend {
   }
 
   double dot(const float* x, const float* y, std::int64_t m) override {
-    return ordered_sum(m, threads_, [&](std::int64_t b, std::int64_t e) {
+    return ordered_sum(m, threads_, 8, [&](std::int64_t b, std::int64_t e) {
       double s = 0.0;
 #pragma omp simd reduction(+ : s)
       for (std::int64_t j = b; j < e; ++j) s += static_cast<double>(x[j]) * y[j];
@@ -83,7 +87,7 @@ class CpuBackend final : public Backend {
     });
   }
   double dot_f64(const double* x, const double* y, std::int64_t m) override {
-    return ordered_sum(m, threads_, [&](std::int64_t b, std::int64_t e) {
+    return ordered_sum(m, threads_, 16, [&](std::int64_t b, std::int64_t e) {
       double s = 0.0;
 #pragma omp simd reduction(+ : s)
       for (std::int64_t j = b; j < e; ++j) s += x[j] * y[j];
@@ -91,7 +95,7 @@ class CpuBackend final : public Backend {
     });
   }
   double sq_dist(const float* x, const float* y, std::int64_t m) override {
-    return ordered_sum(m, threads_, [&](std::int64_t b, std::int64_t e) {
+    return ordered_sum(m, threads_, 8, [&](std::int64_t b, std::int64_t e) {
       double s = 0.0;
 #pragma omp simd reduction(+ : s)
       for (std::int64_t j = b; j < e; ++j) {
@@ -103,16 +107,20 @@ class CpuBackend final : public Backend {
   }
   void axpby(float a, const float* x, float b, const float* y, float* out,
              std::int64_t m) override {
-#pragma omp parallel for simd num_threads(threads_) schedule(static)
-    for (std::int64_t j = 0; j < m; ++j) out[j] = a * x[j] + b * y[j];
+    elementwise(m, 12, [&](std::int64_t begin, std::int64_t end) {
+#pragma omp simd
+      for (std::int64_t j = begin; j < end; ++j) out[j] = a * x[j] + b * y[j];
+    });
   }
   void axpby_f64(double a, const double* x, double b, const double* y, double* out,
                  std::int64_t m) override {
     for (std::int64_t j = 0; j < m; ++j) out[j] = a * x[j] + b * y[j];
   }
   void fill(float* x, std::int64_t m, float value) override {
-#pragma omp parallel for simd num_threads(threads_) schedule(static)
-    for (std::int64_t j = 0; j < m; ++j) x[j] = value;
+    elementwise(m, 4, [&](std::int64_t begin, std::int64_t end) {
+#pragma omp simd
+      for (std::int64_t j = begin; j < end; ++j) x[j] = value;
+    });
   }
   void fill_u8(std::uint8_t* x, std::int64_t m, std::uint8_t value) override {
     std::memset(x, value, static_cast<std::size_t>(m));
@@ -121,12 +129,14 @@ class CpuBackend final : public Backend {
     for (std::int64_t j = 0; j < m; ++j) out[j] = static_cast<float>(x[j]);
   }
   void gather(const float* src, const std::int64_t* idx, std::int64_t k, float* dst) override {
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t t = 0; t < k; ++t) dst[t] = src[idx[t]];
+    elementwise(k, 16, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t t = begin; t < end; ++t) dst[t] = src[idx[t]];
+    });
   }
   void scatter(const float* src, const std::int64_t* idx, std::int64_t k, float* dst) override {
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t t = 0; t < k; ++t) dst[idx[t]] = src[t];
+    elementwise(k, 16, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t t = begin; t < end; ++t) dst[idx[t]] = src[t];
+    });
   }
   void scatter_u8(std::uint8_t value, const std::int64_t* idx, std::int64_t k,
                   std::uint8_t* mask) override {
@@ -135,15 +145,23 @@ class CpuBackend final : public Backend {
 
   void scale_unmarked(float scale, const std::int64_t* idx, std::int64_t k,
                       const std::uint8_t* mask, float* x) override {
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t t = 0; t < k; ++t) x[t] = mask[idx[t]] ? 0.0f : scale * x[t];
+    elementwise(k, 17, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t t = begin; t < end; ++t) x[t] = mask[idx[t]] ? 0.0f : scale * x[t];
+    });
   }
 
   double max_abs_unmasked(const float* g, const std::uint8_t* mask, std::int64_t m) override {
+    // The max of the chunks' maxima: exact, whatever the order.
+    const std::int64_t chunks = (m + kElementChunk - 1) / kElementChunk;
+    std::vector<float> partial(static_cast<std::size_t>(chunks), 0.0f);
+    elementwise(m, 5, [&](std::int64_t begin, std::int64_t end) {
+      float best = 0.0f;
+      for (std::int64_t j = begin; j < end; ++j)
+        if (!mask[j]) best = std::max(best, std::fabs(g[j]));
+      partial[begin / kElementChunk] = best;
+    });
     float best = 0.0f;
-#pragma omp parallel for num_threads(threads_) reduction(max : best) schedule(static)
-    for (std::int64_t j = 0; j < m; ++j)
-      if (!mask[j]) best = std::max(best, std::fabs(g[j]));
+    for (float v : partial) best = std::max(best, v);
     return best;
   }
   double support_change_step(const float* w_s, const float* g_s, std::int64_t k,
@@ -155,6 +173,13 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // body(begin, end) over [0, m) in chunks of kElementChunk; bytes_per_item: the memory
+  // traffic of one index (for the work rule in parallel.h).
+  template <typename Body>
+  void elementwise(std::int64_t m, double bytes_per_item, Body body) {
+    parallel_ranges(m, kElementChunk, threads_, bytes_per_item * m, body);
+  }
+
   int threads_;
 };
 

@@ -24,7 +24,8 @@ bool all_finite(const MatrixView& A, int threads) {
   with_element(A.dtype == DType::bf16, [&](auto e) {
     using E = decltype(e);
     const auto* a = static_cast<const typename E::Stored*>(A.data);
-    parallel_ranges(A.n * A.p, 1 << 20, threads, [&](std::int64_t b, std::int64_t end) {
+    const double bytes = static_cast<double>(A.n) * A.p * A.element_bytes();
+    parallel_ranges(A.n * A.p, 1 << 20, threads, bytes, [&](std::int64_t b, std::int64_t end) {
       if (!ok.load(std::memory_order_relaxed)) return;
       bool chunk_ok = true;
       for (std::int64_t i = b; i < end; ++i) chunk_ok &= finite_bits(E::load(a, i));

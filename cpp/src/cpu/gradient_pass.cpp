@@ -48,7 +48,8 @@ void gradient_on_support(const MatrixView& A, const float* r, const GradientTerm
   const std::int64_t chunks = (p + chunk - 1) / chunk;
   const std::int64_t block = std::max<std::int64_t>(1, kBlockBytes / (n * A.element_bytes()));
   std::vector<double> partial(static_cast<std::size_t>(chunks * n), 0.0);
-  parallel_ranges(chunks, 1, threads, [&](std::int64_t c, std::int64_t) {
+  const double bytes = static_cast<double>(p) * n * A.element_bytes();
+  parallel_ranges(chunks, 1, threads, bytes, [&](std::int64_t c, std::int64_t) {
     const std::int64_t begin = c * chunk, end = std::min(p, begin + chunk);
     std::int64_t t = std::lower_bound(idx, idx + k, begin) - idx;
     for (std::int64_t b = begin; b < end; b += block) {

@@ -39,10 +39,11 @@ void topk_abs(const float* x, std::int64_t m, std::int64_t k, std::int64_t* idx_
   CHITA_ASSERT(k >= 1 && k <= m);
   const std::int64_t grain = std::max<std::int64_t>(1 << 16, (m + threads - 1) / threads);
   const std::int64_t ranges = (m + grain - 1) / grain;
+  const double bytes = 4.0 * static_cast<double>(m);  // each pass reads x once
 
   // 1. Histogram of the high bits, one per range, merged.
   std::vector<std::int64_t> hist(static_cast<std::size_t>(ranges * kBuckets), 0);
-  parallel_ranges(m, grain, threads, [&](std::int64_t b, std::int64_t e) {
+  parallel_ranges(m, grain, threads, bytes, [&](std::int64_t b, std::int64_t e) {
     std::int64_t* h = &hist[(b / grain) * kBuckets];
     for (std::int64_t j = b; j < e; ++j) ++h[abs_key(x[j]) >> kBucketShift];
   });
@@ -62,7 +63,7 @@ void topk_abs(const float* x, std::int64_t m, std::int64_t k, std::int64_t* idx_
   const auto boundary_key = static_cast<std::uint32_t>(boundary);
   std::vector<std::int64_t> count(static_cast<std::size_t>(ranges), 0);
   std::vector<std::vector<Candidate>> range_cand(static_cast<std::size_t>(ranges));
-  parallel_ranges(m, grain, threads, [&](std::int64_t b, std::int64_t e) {
+  parallel_ranges(m, grain, threads, bytes, [&](std::int64_t b, std::int64_t e) {
     std::int64_t c = 0;
     auto& mine = range_cand[b / grain];
     for (std::int64_t j = b; j < e; ++j) {
@@ -85,7 +86,7 @@ void topk_abs(const float* x, std::int64_t m, std::int64_t k, std::int64_t* idx_
   std::vector<std::int64_t> offset(static_cast<std::size_t>(ranges), 0);
   for (std::int64_t r = 1; r < ranges; ++r) offset[r] = offset[r - 1] + count[r - 1];
   CHITA_ASSERT(offset[ranges - 1] + count[ranges - 1] == k);
-  parallel_ranges(m, grain, threads, [&](std::int64_t b, std::int64_t e) {
+  parallel_ranges(m, grain, threads, bytes, [&](std::int64_t b, std::int64_t e) {
     std::int64_t o = offset[b / grain];
     const std::int64_t end_o = o + count[b / grain];
     // Branch-free: write every index, advance only past selected ones (the selection is

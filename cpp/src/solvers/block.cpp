@@ -5,10 +5,10 @@
 // own. Blocks are independent: on the CPU they run in parallel.
 #include <algorithm>
 #include <cmath>
-#include <exception>
 #include <queue>
 
 #include "chita/errors.h"
+#include "cpu/parallel.h"  // parallel_chunks, resolve_threads
 #include "solvers/quality_methods.h"
 #include "solvers/support_model.h"
 
@@ -82,20 +82,13 @@ void finish_block(Backend& be, const Problem& full, Block& blk, std::int64_t kb)
   for (auto& j : blk.idx) j += blk.begin;
 }
 
+// body(block) for every block, in parallel on the CPU (the kernels each block calls then
+// run inline on its thread); one at a time on a GPU, whose kernels are the parallel part.
 template <typename Body>
 void for_blocks(Backend& be, std::vector<Block>& blocks, int threads, Body body) {
-  std::exception_ptr error;
-  const bool parallel = be.device().kind == Device::cpu && threads != 1 && blocks.size() > 1;
-#pragma omp parallel for schedule(dynamic) if (parallel) num_threads(threads > 0 ? threads : 2)
-  for (std::int64_t i = 0; i < static_cast<std::int64_t>(blocks.size()); ++i) {
-    try {
-      body(blocks[i]);
-    } catch (...) {
-#pragma omp critical
-      error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  const int t = be.device().kind == Device::cpu ? cpu::resolve_threads(threads) : 1;
+  cpu::parallel_chunks(static_cast<std::int64_t>(blocks.size()), t,
+                       [&](std::int64_t i) { body(blocks[static_cast<std::size_t>(i)]); });
 }
 
 }  // namespace

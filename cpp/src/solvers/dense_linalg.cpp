@@ -3,23 +3,29 @@
 #include <cmath>
 
 #include "chita/errors.h"  // InvalidArgument
+#include "cpu/parallel.h"  // parallel_ranges, resolve_threads
 #include "host_blas.h"
 
 namespace chita {
 
 bool cholesky(std::vector<double>& a, std::int64_t m, int threads) {
-  // Row-oriented (left-looking) Cholesky: every update is a contiguous dot product.
+  threads = cpu::resolve_threads(threads);
+  // Row-oriented (left-looking) Cholesky: every update is a contiguous dot product. Each
+  // column's rows are updated in parallel; the work rule keeps the early columns (short
+  // dots) and small matrices on one thread.
   for (std::int64_t j = 0; j < m; ++j) {
     double* Lj = &a[j * m];
     const double d = Lj[j] - blas::dot(Lj, Lj, j);
     if (!(d > 0.0) || !std::isfinite(d)) return false;
     const double ljj = std::sqrt(d);
     Lj[j] = ljj;
-#pragma omp parallel for num_threads(threads) schedule(static) if (m - j > 256)
-    for (std::int64_t i = j + 1; i < m; ++i) {
-      double* Li = &a[i * m];
-      Li[j] = (Li[j] - blas::dot(Li, Lj, j)) / ljj;
-    }
+    const double bytes = static_cast<double>(m - j - 1) * j * sizeof(double);
+    cpu::parallel_ranges(m - j - 1, 32, threads, bytes, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = j + 1 + b; i < j + 1 + e; ++i) {
+        double* Li = &a[i * m];
+        Li[j] = (Li[j] - blas::dot(Li, Lj, j)) / ljj;
+      }
+    });
   }
   return true;
 }

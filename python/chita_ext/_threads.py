@@ -1,0 +1,42 @@
+"""CPU thread counts: what the solver kernels use, and a helper to size other pools.
+
+The kernels run on chita_ext's own thread pool (no OpenMP runtime). With ``threads=None``
+they use :func:`default_threads`; an explicit ``threads=`` is capped at
+:func:`available_cpus` (more threads than CPUs only make a busy machine slower).
+"""
+from __future__ import annotations
+
+from . import _core
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask (``taskset``, ``os.sched_setaffinity``),
+    capped by its cgroup's CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``;
+    containers and ``docker --cpus``), rounded up. At least 1."""
+    return int(_core.threads.available_cpus())
+
+
+def default_threads() -> int:
+    """The threads a solve uses when ``threads=None``: ``CHITA_NUM_THREADS`` if set, else
+    ``OMP_NUM_THREADS``, else :func:`available_cpus`; never more than available_cpus().
+    The environment is read at every call."""
+    return int(_core.threads.default_threads()[0])
+
+
+def threads_source() -> str:
+    """Where :func:`default_threads` came from: ``"CHITA_NUM_THREADS"``,
+    ``"OMP_NUM_THREADS"``, ``"cgroup cpu quota"`` or ``"cpu affinity"``."""
+    return str(_core.threads.default_threads()[1])
+
+
+def resolve_threads(threads: int | None) -> int:
+    """The count a call with ``threads=`` actually uses: None -> default_threads(), else
+    min(threads, available_cpus())."""
+    return int(_core.threads.resolve_threads(0 if threads is None else int(threads)))
+
+
+def cgroup_cpu_quota(proc_cgroup: str = "/proc/self/cgroup",
+                     mountinfo: str = "/proc/self/mountinfo", root: str = "") -> float:
+    """This process's cgroup CPU quota in CPUs (e.g. 1.5), 0.0 when there is none. The
+    paths are parameters for testing: ``root`` is prepended to the mount points."""
+    return float(_core.threads.cgroup_cpu_quota(proc_cgroup, mountinfo, root))

@@ -8,18 +8,20 @@ import numpy as np
 import torch
 
 from .finetuning import evaluate, finetune, has_batchnorm
-from .finetuning import recalibrate_bn as _recalibrate_bn
-from .gradients import SampleStream, collect_gradients, data_size
+from .fisher import FISHERS
+from ._arrays import check_threads
+from .checks import check_data, check_model_fits
+from .gradients import SampleStream
+from .lam_search import START_REL
 from .params import k_from_sparsity, magnitude_masks, resolve_params, select_params
-from .schedules import SCHEDULES, sparsity_schedule
+from .progress import phase
+from .schedules import SCHEDULES
+from .stage import StageContext, heldout_loss, run_stage
+from .stage_plan import StagePlanner, auto_stages
 
-LAM_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
-
-
-def _solver():
-    """chita_ext.solve, looked up at call time (the compiled core)."""
-    import chita_ext
-    return chita_ext.solve
+# A relative grid for lam_grid= users who want every value tried (an exhaustive search).
+LAM_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+DEFAULT_TIME_BUDGET = 300.0  # seconds, for stages="auto"
 
 
 @dataclass
@@ -42,9 +44,18 @@ class PruneResult:
     lam : float or None
         Absolute lam of the last stage; ``lam_rel`` the relative value.
     stages : list of dict
-        Per stage: sparsity, k, lam, objective, iterations, timings.
+        Per stage: sparsity, k, lam and lam_rel chosen, every (lam_rel, held-out loss)
+        tried, objective, held-out loss, ``winner`` (the solver's method or ``"mp"`` when
+        magnitude pruning of that stage's weights had the lower held-out loss), ``bn``
+        (``"recalibrated"`` or ``"kept"``), the Fisher diagnostics (temperature, effective
+        rows), seconds.
+    guard : str
+        ``"chita"``, or ``"mp"`` when one-shot magnitude pruning of the dense weights had
+        the lower held-out loss than the whole CHITA++ path (its weights are returned).
     timings : dict
-        Seconds spent in gradients, solve, lam search, fine-tuning, BN, total.
+        Seconds spent in gradients, solve (inside the solvers), lam_search (held-out
+        evaluations of the lam candidates), guard (the magnitude comparisons), bn,
+        finetune, total.
     metrics : dict
         ``{"before": {...}, "after": {...}}`` from ``eval_data`` (loss, accuracy).
     """
@@ -61,14 +72,14 @@ class PruneResult:
     lam: float | None
     lam_rel: float | None
     stages: list = field(default_factory=list)
+    guard: str = "chita"
     timings: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
-    solve_results: list = field(default_factory=list, repr=False)
 
     def report(self) -> dict:
         """JSON-ready summary (no tensors)."""
         keys = ("method", "target_sparsity", "sparsity", "k", "p", "objective", "lam",
-                "lam_rel", "densities", "stages", "timings", "metrics")
+                "lam_rel", "guard", "densities", "stages", "timings", "metrics")
         return {k: getattr(self, k) for k in keys}
 
     def save_pruned(self, path, **kwargs):
@@ -78,7 +89,8 @@ class PruneResult:
 
 
 def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid,
-              method):
+              method, fisher, time_budget, bn_samples, heldout, threads, max_iter,
+              finetune_steps):
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
@@ -88,43 +100,49 @@ def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, 
         raise ValueError(f"sparsity={sparsity!r} must be a number in [0, 1), e.g. 0.9")
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise ValueError(f"n_samples={n_samples!r} must be a positive int")
-    size = data_size(data)
-    if size is not None and n_samples > size:
-        raise ValueError(f"n_samples={n_samples} is larger than the data ({size} samples); "
-                         f"pass n_samples <= {size}")
-    if isinstance(stages, bool) or int(stages) != stages or stages < 1:
-        raise ValueError(f"stages={stages!r} must be an int >= 1")
+    check_data(data, n_samples)
+    if stages != "auto" and (isinstance(stages, bool) or not isinstance(stages, (int, np.integer))
+                             or stages < 1):
+        raise ValueError(f"stages={stages!r} must be 'auto' or an int >= 1")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r}; choose one of {SCHEDULES}")
-    if not (lam == "auto" or (isinstance(lam, (int, float)) and lam > 0)):
+    if not (lam == "auto" or (isinstance(lam, (int, float)) and not isinstance(lam, bool)
+                              and lam > 0)):
         raise ValueError(f"lam={lam!r}; pass 'auto' or a positive float")
-    if lam == "auto" and (not lam_grid or any(not r > 0 for r in lam_grid)):
-        raise ValueError(f"lam_grid={lam_grid!r} must hold positive relative values, e.g. (1e-3,)")
+    if lam_grid is not None and (len(lam_grid) == 0 or any(not r > 0 for r in lam_grid)):
+        raise ValueError(f"lam_grid={lam_grid!r} must hold positive relative values, e.g. (1e-2, 1e-1, 1)")
     if not isinstance(method, str):
-        raise TypeError(f"method={method!r} must be a solver name such as 'iht'")
+        raise TypeError(f"method={method!r} must be a solver name such as 'bso' or 'iht'")
+    from .solve import METHODS
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if fisher not in FISHERS:
+        raise ValueError(f"fisher={fisher!r}; choose one of {FISHERS}")
+    if time_budget is not None and (isinstance(time_budget, bool) or
+                                    not isinstance(time_budget, (int, float)) or time_budget <= 0):
+        raise ValueError(f"time_budget={time_budget!r} must be a positive number of seconds or None")
+    for name, v, low in (("bn_samples", bn_samples, 1), ("heldout", heldout, 1),
+                         ("max_iter", max_iter, 0), ("finetune_steps", finetune_steps, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name}={v!r} must be an int >= {low}")
+    check_threads(threads)
 
 
-def _pick_lam(A, w_bar, k, grid, scale, alpha, heldout, model, loss_fn, sel, solve, kw):
-    """Solve once per relative lam in ``grid``; keep the lowest held-out loss."""
-    best = None
-    for rel in grid:
-        res = solve(A, w_bar, k, lam=rel * scale, alpha=alpha, **kw)
-        sel.assign(res.w)
-        loss = evaluate(model, loss_fn, [heldout])["loss"]
-        if best is None or loss < best[0]:
-            best = (loss, rel, res)
-    sel.assign(w_bar)
-    return best
+def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
+          schedule: str = "poly", time_budget=None, n_samples: int = 1000, lam="auto",
+          lam_grid=None, fisher: str = "auto", grad_term: bool = False,
+          recalibrate_bn: bool = True, bn_samples: int = 1024, guard: bool = True,
+          params=None, dtype: str = "float32", batch_rows: int = 1, max_iter: int = 100,
+          tol: float = 1e-6, threads=None, heldout: int = 512, eval_data=None,
+          finetune_steps: int = 0, finetune_lr: float = 0.01, out=None,
+          progress: bool = True, solve_kwargs=None) -> PruneResult:
+    """Prune ``model`` in place to ``sparsity`` with CHITA++ (``stages=1``: one-shot CHITA).
 
-
-def prune(model, loss_fn, data, sparsity, *, method: str = "iht", n_samples: int = 1000,
-          lam="auto", lam_grid=LAM_GRID, stages: int = 1, schedule: str = "poly",
-          grad_term: bool = False, recalibrate_bn: bool = True, params=None,
-          dtype: str = "float32", batch_rows: int = 1, max_iter: int = 100, tol: float = 1e-6,
-          threads=None, heldout: int = 512, eval_data=None, finetune_steps: int = 0,
-          finetune_lr: float = 0.01, out=None, progress: bool = False,
-          solve_kwargs=None) -> PruneResult:
-    """Prune ``model`` in place to ``sparsity`` with CHITA (``stages=1``) or CHITA++.
+    The defaults are the most accurate pipeline we measured within a few minutes
+    (docs/pruning.md, "Defaults"): 16 stages at 90% sparsity and above (fewer below, and
+    fewer when ``time_budget`` would be exceeded), fresh per-sample gradients at every
+    stage, the exact backsolve on the stage's support, lam chosen per stage on held-out
+    loss, and at every stage the better of that and magnitude pruning.
 
     Parameters
     ----------
@@ -133,41 +151,62 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "iht", n_samples: int
     loss_fn : callable
         Batch-mean loss ``loss_fn(outputs, targets)``, applied per sample.
     data : iterable of (inputs, targets)
-        Training batches; gradients, held-out lam selection and BN statistics draw from it.
+        Training batches: gradients, the held-out samples every choice is made on, and
+        BatchNorm statistics draw from it.
     sparsity : float
         Final fraction of prunable weights set to zero, in [0, 1).
     method : str
-        Passed to :func:`chita_ext.solve` (``"iht"``, ``"bso"``, ...); ``"mp"`` is global
-        magnitude pruning and needs no gradients.
+        Solver of each stage: ``"bso"`` (default: the exact ridge solution on the k
+        largest weights, the lam search shares its Gram matrix), any other
+        :func:`chita_ext.solve` method (``"iht"``, ``"auto"``, ``"swap"``...: warm-started
+        along the lam search), or ``"mp"`` (global magnitude pruning, no gradients).
+    stages : "auto" or int
+        CHITA++ stages; ``"auto"`` is ``round(16 log10(1 / (1 - sparsity)))`` capped at 16
+        (16 from 90% on, 5 at 50%), shortened to fit ``time_budget``.
+    schedule : {"poly", "linear", "exp", "const"}
+        Stage sparsities (see :func:`chita_ext.sparsity_schedule`).
+    time_budget : float, optional
+        Seconds for the whole call. The stages left are re-planned after each stage so that
+        they fit (the final sparsity is always reached, so at least one stage runs however
+        long it takes). Default: 300 s with ``stages="auto"``, no limit with a fixed count.
     n_samples : int
         Samples per gradient matrix (per stage).
     lam : "auto" or float
-        Ridge weight. A float is absolute. ``"auto"`` tries ``lam_grid`` (relative values,
-        lam = rel * ||A||_F^2 / p) and keeps the one with the lowest loss on ``heldout``
-        training samples, at every stage (so a search costs len(lam_grid) solves per
-        stage). ``lam_grid=(r,)`` just sets the relative value.
-    stages : int
-        CHITA++: per stage, recompute gradients at the current weights on a fresh
-        sub-sample, set w_bar to them, and solve at the scheduled sparsity.
-    schedule : {"poly", "linear", "exp", "const"}
-        Stage sparsities (see :func:`chita_ext.schedules.sparsity_schedule`).
+        Ridge weight. A float is absolute. ``"auto"`` chooses at every stage, on held-out
+        loss, a relative value lam = rel * ||A||_F^2 / p: a downhill search on a
+        half-decade grid starting from the previous stage's choice (a few solves that share
+        the lam-independent work), or every value of ``lam_grid`` when given.
+    fisher : {"auto", "empirical", "tempered"}
+        Gradients that form A. ``"empirical"``: of ``loss_fn`` itself. ``"tempered"``
+        (cross-entropy losses): of the loss on outputs / T, T chosen so that the
+        gradient rows weigh evenly enough. ``"auto"``: empirical unless that would be
+        degenerate (a saturated model whose per-sample gradients are almost all zero),
+        then tempered. The effective number of rows is reported per stage.
     grad_term : bool
         Keep the first-order term: alpha = the mean gradient.
     recalibrate_bn : bool
-        Recompute BatchNorm running statistics after each stage (BN nets only).
+        After each stage, re-estimate BatchNorm running statistics from ``bn_samples``
+        training samples, kept only if they lower the held-out loss (never for ``"mp"``).
+    guard : bool
+        At every stage keep magnitude pruning's weights when their held-out loss is
+        lower, and at the end compare with one-shot magnitude pruning of the dense model.
     params : None, list of str or PrunableParams
         Weights to prune; default: conv and linear weights.
     dtype : {"float32", "bfloat16"}
         Storage of the gradient matrix A.
     batch_rows : int
         Samples averaged per row of A (see :func:`collect_gradients`).
-    max_iter, tol, threads : solver settings.
+    max_iter, tol, threads : solver settings (iterative methods).
+    heldout : int
+        Training samples held out (never used for gradients) for every choice.
     eval_data : iterable, optional
         Held-out batches for metrics before/after (loss, accuracy).
     finetune_steps : int
         Gradual pruning: SGD steps (masks enforced) after every stage.
     out : path, optional
         Memory-map A to this file (reused each stage).
+    progress : bool
+        One progress bar (or, off a terminal, one line) per long phase.
     solve_kwargs : dict, optional
         Extra keyword arguments for :func:`chita_ext.solve`.
 
@@ -176,59 +215,69 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "iht", n_samples: int
     PruneResult
     """
     t_start = time.perf_counter()
-    _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid, method)
+    _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid,
+              method, fisher, time_budget, bn_samples, heldout, threads, max_iter,
+              finetune_steps)
     sel = resolve_params(model, params) if params is not None else select_params(model)
-    solve = _solver() if method != "mp" else None
-    kw = dict(method=method, max_iter=max_iter, tol=tol, threads=threads, **(solve_kwargs or {}))
+    # Magnitude pruning of magnitude-pruned weights is one-shot magnitude pruning: one stage.
+    n_stages = (1 if method == "mp" else auto_stages(float(sparsity))) if stages == "auto" \
+        else int(stages)
+    if time_budget is None and stages == "auto":
+        time_budget = DEFAULT_TIME_BUDGET
     stream = SampleStream(data, cycle=True)
     metrics = {"before": evaluate(model, loss_fn, eval_data)} if eval_data is not None else {}
-    held = stream.take(min(heldout, n_samples)) if lam == "auto" and method != "mp" else None
-    timings = dict.fromkeys(("gradients", "solve", "lam_search", "finetune", "bn"), 0.0)
-    lam_rel = None if lam != "auto" else (lam_grid[0] if len(lam_grid) == 1 else None)
-    search = lam == "auto" and len(lam_grid) > 1
-    stage_info, results, res = [], [], None
-    bn = recalibrate_bn and has_batchnorm(model)
-    plan = sparsity_schedule(float(sparsity), int(stages), schedule)
-    for t, s_t in enumerate(_stage_bar(plan, progress), start=1):
-        k = k_from_sparsity(s_t, sel.p)
-        w_bar = sel.flatten()
-        info = {"stage": t, "sparsity": s_t, "k": k}
-        if method == "mp":
-            sel.assign(magnitude_masks(sel, k))
-        else:
-            t0 = time.perf_counter()
-            store = collect_gradients(model, loss_fn, data, n_samples, params=sel, dtype=dtype,
-                                      batch_rows=batch_rows, out=out, stream=stream,
-                                      progress=progress)
-            timings["gradients"] += time.perf_counter() - t0
-            scale = store.fro_norm_sq() / sel.p
-            alpha = store.mean_grad.astype(np.float32) if grad_term else None
-            if search:
-                t0 = time.perf_counter()
-                hl, lam_rel, res = _pick_lam(store.A, w_bar, k, lam_grid, scale, alpha, held,
-                                             model, loss_fn, sel, solve, kw)
-                timings["lam_search"] += time.perf_counter() - t0
-                info["heldout_loss"] = hl
-            else:
-                t0 = time.perf_counter()
-                lam_abs = float(lam) if lam != "auto" else lam_rel * scale
-                res = solve(store.A, w_bar, k, lam=lam_abs, alpha=alpha, **kw)
-                timings["solve"] += time.perf_counter() - t0
-            sel.assign(res.w)
-            results.append(res)
-            lam_used = float(lam) if lam != "auto" else lam_rel * scale
-            info.update(lam=lam_used, lam_rel=lam_used / scale, objective=float(res.objective),
-                        iterations=int(res.iterations), solve_seconds=float(res.seconds))
-            del store
+    needs_heldout = method != "mp"
+    held = stream.take(heldout) if needs_heldout else None
+    # One forward pass and the loss on a few samples: a model that does not fit the data
+    # fails here, in one line, before any gradient work.
+    check_model_fits(model, loss_fn, data, batch=None if held is None else
+                     (held[0][:8], held[1][:8]))
+    timings = dict.fromkeys(("gradients", "solve", "lam_search", "guard", "finetune", "bn"), 0.0)
+    kw = dict(max_iter=max_iter, tol=tol, threads=threads, **(solve_kwargs or {}))
+    ctx = StageContext(model=model, loss_fn=loss_fn, data=data, sel=sel, stream=stream,
+                       held=held, method=method, n_samples=n_samples, lam=lam,
+                       lam_grid=None if lam_grid is None else tuple(lam_grid), fisher=fisher,
+                       grad_term=grad_term, bn=recalibrate_bn and has_batchnorm(model)
+                       and method != "mp", bn_samples=bn_samples, guard=guard and needs_heldout,
+                       dtype=dtype, batch_rows=batch_rows, out=out, solve_kwargs=kw,
+                       progress=progress)
+    dense_w = sel.flatten() if ctx.guard else None
+    dense_bn = {k: v.clone() for k, v in model.state_dict().items()} if ctx.guard and ctx.bn \
+        else None
+    planner = StagePlanner(float(sparsity), n_stages, schedule, time_budget)
+    bar = phase(n_stages, "CHITA++ stages", unit="stage", enabled=progress and n_stages > 1)
+    stage_info, start_rel = [], START_REL
+    for t, s_t in enumerate(planner, start=1):
+        t0 = time.perf_counter()
+        info = run_stage(ctx, t, s_t, k_from_sparsity(s_t, sel.p), timings, start_rel)
+        start_rel = info.get("lam_rel") or start_rel
         if finetune_steps:
-            t0 = time.perf_counter()
-            finetune(model, loss_fn, data, sel.masks(), finetune_steps, lr=finetune_lr)
-            timings["finetune"] += time.perf_counter() - t0
-        if bn:
-            t0 = time.perf_counter()
-            _recalibrate_bn(model, data, stream=stream)
-            timings["bn"] += time.perf_counter() - t0
+            t1 = time.perf_counter()
+            finetune(model, loss_fn, data, sel.masks(), finetune_steps, lr=finetune_lr,
+                     progress=progress)
+            timings["finetune"] += time.perf_counter() - t1
         stage_info.append(info)
+        bar.update(1)
+        planner.stage_done(time.perf_counter() - t_start, time.perf_counter() - t0)
+        if planner.replanned:
+            bar.total = t + len(planner.remaining)
+    bar.close()
+    guard_result = "chita"
+    if ctx.guard:  # the whole path against one-shot magnitude pruning of the dense model
+        t0 = time.perf_counter()
+        ours_w, ours_loss = sel.flatten(), heldout_loss(ctx)
+        ours_bn = {k: v.clone() for k, v in model.state_dict().items()} if ctx.bn else None
+        if ctx.bn:
+            model.load_state_dict(dense_bn)
+        sel.assign(dense_w)
+        sel.assign(magnitude_masks(sel, k_from_sparsity(float(sparsity), sel.p)))
+        if heldout_loss(ctx) < ours_loss:
+            guard_result = "mp"
+        else:
+            sel.assign(ours_w)
+            if ctx.bn:
+                model.load_state_dict(ours_bn)
+        timings["guard"] += time.perf_counter() - t0
     if eval_data is not None:
         metrics["after"] = evaluate(model, loss_fn, eval_data)
     timings["total"] = time.perf_counter() - t_start
@@ -239,12 +288,5 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "iht", n_samples: int
                        sparsity=1.0 - nnz / sel.p, target_sparsity=float(sparsity),
                        k=last["k"], p=sel.p, method=method,
                        objective=last.get("objective"), lam=last.get("lam"),
-                       lam_rel=last.get("lam_rel"), stages=stage_info, timings=timings,
-                       metrics=metrics, solve_results=results)
-
-
-def _stage_bar(plan, progress):
-    if progress and len(plan) > 1:
-        from tqdm.auto import tqdm
-        return tqdm(plan, desc="stages", unit="stage")
-    return plan
+                       lam_rel=last.get("lam_rel"), stages=stage_info, guard=guard_result,
+                       timings=timings, metrics=metrics)

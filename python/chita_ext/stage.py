@@ -1,0 +1,212 @@
+"""One CHITA++ stage: gradients, lam on held-out loss, the magnitude safeguard, BatchNorm.
+
+:func:`chita_ext.prune` runs :func:`run_stage` once per stage of its plan. Every choice a
+stage makes (which lam, the solver's weights or magnitude pruning's, BatchNorm statistics
+re-estimated or not) is made on the loss of held-out training samples, one forward pass
+per candidate, and recorded in the stage's report.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import fisher as fisher_mod
+from .finetuning import recalibrate_bn
+from .gradients import collect_gradients
+from .lam_search import LamChoice, search_grid, search_lam
+from .params import magnitude_masks
+from .progress import phase
+
+
+def _solver():
+    """chita_ext.solve, looked up at call time (the compiled core)."""
+    import chita_ext
+    return chita_ext.solve
+
+
+@dataclass
+class StageContext:
+    """What every stage of one prune() call shares."""
+
+    model: torch.nn.Module
+    loss_fn: object
+    data: object
+    sel: object            # PrunableParams
+    stream: object         # SampleStream over the training data
+    held: tuple            # (inputs, targets) held out for every choice
+    method: str
+    n_samples: int
+    lam: object            # "auto" or a float
+    lam_grid: object       # None (adaptive search) or a sequence of relative values
+    fisher: str
+    grad_term: bool
+    bn: bool               # the model has BatchNorm statistics to re-estimate
+    bn_samples: int
+    guard: bool
+    dtype: str
+    batch_rows: int
+    out: object
+    solve_kwargs: dict
+    progress: bool
+    heldout_batch: int = 256
+
+
+@torch.no_grad()
+def heldout_loss(ctx: StageContext) -> float:
+    """Mean loss of the model on the held-out samples (eval mode, in batches)."""
+    model = ctx.model
+    was = model.training
+    model.eval()
+    x, y = ctx.held
+    dev = next(model.parameters()).device
+    total = 0.0
+    for a in range(0, len(x), ctx.heldout_batch):
+        xb, yb = x[a:a + ctx.heldout_batch].to(dev), y[a:a + ctx.heldout_batch].to(dev)
+        total += float(ctx.loss_fn(model(xb), yb)) * len(xb)
+    model.train(was)
+    loss = total / max(1, len(x))
+    return loss if np.isfinite(loss) else float("inf")
+
+
+def _bn_state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()
+            if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+def _gradient_loss(ctx: StageContext, info: dict):
+    """The loss whose per-sample gradients form A: the user's, or its tempered version when
+    the empirical Fisher would be degenerate (``fisher="auto"``, cross-entropy losses)."""
+    if ctx.fisher == "empirical" or not fisher_mod.is_cross_entropy(ctx.loss_fn):
+        info["temperature"] = 1.0
+        return ctx.loss_fn
+    x, y = ctx.held
+    x, y = x[:ctx.heldout_batch * 2], y[:ctx.heldout_batch * 2]
+    share = fisher_mod.TARGET_SHARE if ctx.fisher == "tempered" else fisher_mod.DEGENERATE_SHARE
+    T = fisher_mod.pick_temperature(ctx.model, ctx.loss_fn, x, y, share)
+    if ctx.fisher == "auto" and T > 1.0:  # degenerate at T = 1: aim for the target share
+        T = fisher_mod.pick_temperature(ctx.model, ctx.loss_fn, x, y, fisher_mod.TARGET_SHARE)
+    info["temperature"] = T
+    return fisher_mod.tempered(ctx.loss_fn, T)
+
+
+def _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info):
+    """Search lam; returns the LamChoice whose candidate is a SolveResult."""
+    p = ctx.sel.p
+    scale = store.fro_norm_sq() / p
+    alpha = store.mean_grad.astype(np.float32) if ctx.grad_term else None
+    kw = dict(ctx.solve_kwargs)
+    path, last = None, {}
+    if ctx.method == "bso" and "w0" not in kw:
+        from .ridge_path import RidgePath
+        t0 = time.perf_counter()
+        path = RidgePath(store.A, w_bar, k, alpha=alpha, threads=kw.get("threads"))
+        timings["solve"] += time.perf_counter() - t0
+    solve = _solver()
+
+    def candidate(rel):
+        t0 = time.perf_counter()
+        if path is not None:
+            res = path.solve(rel * scale)
+        else:
+            w0 = last.get("w")
+            res = solve(store.A, w_bar, k, lam=rel * scale, alpha=alpha, method=ctx.method,
+                        **({"w0": w0} if w0 is not None and "w0" not in kw else {}), **kw)
+            last["w"] = res.w
+        timings["solve"] += time.perf_counter() - t0
+        return res
+
+    def evaluate(rel):
+        res = candidate(rel)
+        ctx.sel.assign(res.w)
+        return heldout_loss(ctx), res
+
+    t0 = time.perf_counter()
+    solve_before = timings["solve"]
+    if ctx.lam != "auto":
+        res = candidate(float(ctx.lam) / scale)
+        ctx.sel.assign(res.w)
+        choice = LamChoice(rel=float(ctx.lam) / scale, loss=heldout_loss(ctx), candidate=res,
+                           tried=[])
+    elif ctx.lam_grid is not None:
+        choice = search_grid(evaluate, ctx.lam_grid)
+    else:
+        choice = search_lam(evaluate, start=start_rel)
+    timings["lam_search"] += time.perf_counter() - t0 - (timings["solve"] - solve_before)
+    info["lam_scale"] = scale
+    return choice
+
+
+def run_stage(ctx: StageContext, t: int, s_t: float, k: int, timings: dict,
+              start_rel: float) -> dict:
+    """Prune the model in place to k weights (stage t at sparsity s_t); returns its report."""
+    sel = ctx.sel
+    info = {"stage": t, "sparsity": s_t, "k": k}
+    w_bar = sel.flatten()
+    t_stage = time.perf_counter()
+    if ctx.method == "mp":
+        sel.assign(magnitude_masks(sel, k))
+        info.update(winner="mp", seconds=time.perf_counter() - t_stage)
+        return info
+
+    t0 = time.perf_counter()
+    grad_loss = _gradient_loss(ctx, info)
+    store = collect_gradients(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
+                              dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
+                              stream=ctx.stream, progress=ctx.progress)
+    diag = fisher_mod.diagnose(store)
+    info["fisher"] = {"temperature": info.pop("temperature"),
+                      "effective_rows": round(diag["effective_rows"], 1),
+                      "zero_rows": round(diag["zero_rows"], 4)}
+    if diag["degenerate"]:
+        warnings.warn(
+            f"stage {t}: the gradient matrix is nearly degenerate ({diag['effective_rows']:.1f} "
+            f"effective rows of {store.n}): the model fits these samples almost perfectly, so "
+            "the Fisher estimate carries little information; fisher='auto' tempers "
+            "cross-entropy losses, otherwise pass more or harder samples", stacklevel=3)
+    timings["gradients"] += time.perf_counter() - t0
+
+    bar = phase(None, f"stage {t} lam search + solve", unit="eval", enabled=ctx.progress)
+    choice = _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info)
+    bar.update(max(1, choice.evaluations))
+    res = choice.candidate
+    info.update(lam=choice.rel * info["lam_scale"], lam_rel=choice.rel,
+                objective=float(res.objective), iterations=int(res.iterations),
+                solve_seconds=float(res.seconds), heldout_loss=choice.loss,
+                lam_tried=[[r, l] for r, l in choice.tried], winner=ctx.method)
+    info["stop_reason"] = res.info.get("stop_reason") if res.info else None
+    del store
+    best_w, best_loss = res.w, choice.loss
+
+    if ctx.guard:  # never worse than magnitude pruning of this stage's weights
+        t0 = time.perf_counter()
+        sel.assign(w_bar)
+        mp_w = magnitude_masks(sel, k)
+        sel.assign(mp_w)
+        mp_loss = heldout_loss(ctx)
+        info["mp_heldout_loss"] = mp_loss
+        if mp_loss < best_loss:
+            best_w, best_loss, info["winner"] = mp_w, mp_loss, "mp"
+        timings["guard"] += time.perf_counter() - t0
+    sel.assign(best_w)
+    info["heldout_loss"] = best_loss
+
+    if ctx.bn:  # re-estimate BatchNorm statistics; keep them only if they help
+        t0 = time.perf_counter()
+        before = _bn_state(ctx.model)
+        recalibrate_bn(ctx.model, ctx.data, n_samples=ctx.bn_samples, stream=ctx.stream)
+        bn_loss = heldout_loss(ctx)
+        if bn_loss < best_loss:
+            info["bn"], info["heldout_loss"] = "recalibrated", bn_loss
+        else:
+            ctx.model.load_state_dict(before, strict=False)
+            info["bn"] = "kept"
+        timings["bn"] += time.perf_counter() - t0
+    bar.set_postfix_str(f"s={s_t:.4f} lam_rel={choice.rel:.3g} {info['winner']} "
+                        f"held-out {info['heldout_loss']:.4g}")
+    bar.close()
+    info["seconds"] = time.perf_counter() - t_stage
+    return info

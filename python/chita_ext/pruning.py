@@ -16,12 +16,13 @@ from .lam_search import START_REL
 from .params import k_from_sparsity, magnitude_masks, resolve_params, select_params
 from .progress import phase
 from .schedules import SCHEDULES
-from .stage import StageContext, heldout_loss, run_stage
+from .stage import StageContext, heldout_metrics, run_stage
 from .stage_plan import StagePlanner, auto_stages
 
 # A relative grid for lam_grid= users who want every value tried (an exhaustive search).
 LAM_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 DEFAULT_TIME_BUDGET = 300.0  # seconds, for stages="auto"
+GUARD_SAMPLES = 2048  # fresh training samples for the final comparison with one-shot MP
 
 
 @dataclass
@@ -50,8 +51,9 @@ class PruneResult:
         (``"recalibrated"`` or ``"kept"``), the Fisher diagnostics (temperature, effective
         rows), seconds.
     guard : str
-        ``"chita"``, or ``"mp"`` when one-shot magnitude pruning of the dense weights had
-        the lower held-out loss than the whole CHITA++ path (its weights are returned).
+        ``"chita"``, or ``"mp"`` when one-shot magnitude pruning of the dense weights did
+        better than the whole CHITA++ path on fresh held-out samples (higher accuracy for
+        classifiers, else lower loss); its weights are then returned.
     timings : dict
         Seconds spent in gradients, solve (inside the solvers), lam_search (held-out
         evaluations of the lam candidates), guard (the magnitude comparisons), bn,
@@ -86,6 +88,13 @@ class PruneResult:
         """Write model, masks and report to directory ``path`` (see :func:`save_pruned`)."""
         from .io import save_pruned
         return save_pruned(path, self.model, self.masks, self.report(), **kwargs)
+
+
+def _better(a: dict, b: dict) -> bool:
+    """Is held-out result ``a`` strictly better than ``b``? Accuracy first, then loss."""
+    if a["accuracy"] is not None and b["accuracy"] is not None and a["accuracy"] != b["accuracy"]:
+        return a["accuracy"] > b["accuracy"]
+    return a["loss"] < b["loss"]
 
 
 def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid,
@@ -265,13 +274,16 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     guard_result = "chita"
     if ctx.guard:  # the whole path against one-shot magnitude pruning of the dense model
         t0 = time.perf_counter()
-        ours_w, ours_loss = sel.flatten(), heldout_loss(ctx)
+        # Fresh samples: the stage choices were made on ctx.held, so comparing there would
+        # favour the path. Accuracy first (for classifiers), then loss.
+        fresh = stream.take(max(heldout, GUARD_SAMPLES))
+        ours_w, ours = sel.flatten(), heldout_metrics(ctx, fresh)
         ours_bn = {k: v.clone() for k, v in model.state_dict().items()} if ctx.bn else None
         if ctx.bn:
             model.load_state_dict(dense_bn)
         sel.assign(dense_w)
         sel.assign(magnitude_masks(sel, k_from_sparsity(float(sparsity), sel.p)))
-        if heldout_loss(ctx) < ours_loss:
+        if _better(heldout_metrics(ctx, fresh), ours):
             guard_result = "mp"
         else:
             sel.assign(ours_w)

@@ -56,20 +56,31 @@ class StageContext:
 
 
 @torch.no_grad()
-def heldout_loss(ctx: StageContext) -> float:
-    """Mean loss of the model on the held-out samples (eval mode, in batches)."""
+def heldout_metrics(ctx: StageContext, samples=None) -> dict:
+    """Mean loss (and, for class-index targets, accuracy) of the model on held-out samples
+    (``ctx.held`` unless ``samples`` is given), eval mode, in batches."""
     model = ctx.model
     was = model.training
     model.eval()
-    x, y = ctx.held
+    x, y = ctx.held if samples is None else samples
     dev = next(model.parameters()).device
-    total = 0.0
+    total, correct, has_acc = 0.0, 0, True
     for a in range(0, len(x), ctx.heldout_batch):
         xb, yb = x[a:a + ctx.heldout_batch].to(dev), y[a:a + ctx.heldout_batch].to(dev)
-        total += float(ctx.loss_fn(model(xb), yb)) * len(xb)
+        out = model(xb)
+        total += float(ctx.loss_fn(out, yb)) * len(xb)
+        has_acc = has_acc and out.dim() == 2 and yb.dim() == 1 and not yb.is_floating_point()
+        if has_acc:
+            correct += int((out.argmax(1) == yb).sum())
     model.train(was)
     loss = total / max(1, len(x))
-    return loss if np.isfinite(loss) else float("inf")
+    return {"loss": loss if np.isfinite(loss) else float("inf"),
+            "accuracy": correct / max(1, len(x)) if has_acc else None}
+
+
+def heldout_loss(ctx: StageContext) -> float:
+    """Mean loss of the model on the held-out samples."""
+    return heldout_metrics(ctx)["loss"]
 
 
 def _bn_state(model):

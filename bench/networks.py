@@ -88,8 +88,8 @@ def saturation(model, x, y) -> float:
     return float((losses < 1e-6).double().mean())
 
 
-def saturated_cnn(cache, train_samples: int = 20000, target: float = 0.99, seed: int = 0,
-                  max_epochs: int = 60, log=print):
+def saturated_cnn(cache, train_samples: int = 8000, target: float = 0.99, seed: int = 0,
+                  max_epochs: int = 150, log=print):
     """Train SaturatedCNN on the first ``train_samples`` MNIST training images (normalised
     like chita_ext.mnist_loaders) until > ``target`` of them have loss < 1e-6; cached.
 

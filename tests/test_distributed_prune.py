@@ -7,7 +7,6 @@ weights equal to rounding, and a model that is bitwise the same on every rank.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import time
 import traceback
@@ -50,6 +49,10 @@ CASES.update({
     "mp": ("mlp", {"sparsity": 0.9, "method": "mp"}),
     "eval-data": ("mlp", {"sparsity": 0.9, "stages": 1, "eval": True}),
 })
+# The 3 ranks share 2 cores: iht and active, whose distributed solves test_distributed.py
+# checks at R = 3, run in the 2-rank group only.
+CASES_FOR = {2: list(CASES), 3: [k for k in CASES if k not in ("iht", "fixed-lam-active")]}
+PAIRS = [(w, k) for w in (2, 3) for k in CASES_FOR[w]]
 FINETUNE_STEPS = 4
 # ShardedRidgePath against chita_ext.RidgePath: (instance, n, p, k, with alpha, bf16)
 RIDGE = {"woodbury": ("gaussian", 24, 203, 40, False, False),
@@ -166,6 +169,19 @@ def _rank_checks(rank, world, tmpdir, trained):
     prune(_model(states, "mlp"), LOSS, batches, 0.8, stages=1, out=f"{tmpdir}/A.npy",
           **COMMON)
     out["memmap"] = np.load(f"{tmpdir}/A.rank{rank}.npy", mmap_mode="r").shape
+    # chita-prune --model inside the group: every rank prunes, rank 0 prints and writes.
+    import contextlib
+    import io as text_io
+
+    from chita_ext.cli import main
+    printed = text_io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        out["cli_rc"] = main(["--model", "chita_ext.models:mlp_digits", "--data", "digits",
+                              "--sparsity", "0.6", "--n-samples", "64", "--lam", "rel:0.001",
+                              "--max-iter", "10", "--threads", "1", "--no-progress",
+                              "--out", f"{tmpdir}/cli"])
+    out["cli_stdout"] = printed.getvalue()
+    out["cli_group_kept"] = dist.is_initialized()  # main() leaves a group it did not make
     # DDP fine-tuning on its own, to compare with one process on the merged batches.
     model = _model(states, "mlp")
     masks = {n: (p.detach().abs() > 0.05) for n, p in model.named_parameters()
@@ -223,11 +239,23 @@ def _worker(rank, world, port, tmpdir, cases, trained):
     dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module", params=[2, 3], ids=["R=2", "R=3"])
-def group(request, tmp_path_factory):
-    world = request.param
-    tmpdir = tmp_path_factory.mktemp(f"prune{world}")
-    return world, run_group(_worker, world, tmpdir, CASES, _trained()), tmpdir
+@pytest.fixture(scope="module")
+def groups(tmp_path_factory):
+    """``groups(R)``: (R, per-rank results, tmpdir) of the R-rank group, run once."""
+    done = {}
+
+    def get(world):
+        if world not in done:
+            tmpdir = tmp_path_factory.mktemp(f"prune{world}")
+            cases = {k: CASES[k] for k in CASES_FOR[world]}
+            done[world] = (world, run_group(_worker, world, tmpdir, cases, _trained()), tmpdir)
+        return done[world]
+    return get
+
+
+@pytest.fixture(params=[2, 3], ids=["R=2", "R=3"])
+def group(request, groups):
+    return groups(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -302,11 +330,16 @@ def _case(results, world, key):
     return parts
 
 
-@pytest.mark.parametrize("key", [k for k in CASES if k not in GRADUAL])
-def test_prune_matches_single_process(group, single, key):
+def _ids(pairs):
+    return [f"R={w}-{k}" for w, k in pairs]
+
+
+@pytest.mark.parametrize("world,key", [p for p in PAIRS if p[1] not in GRADUAL],
+                         ids=_ids([p for p in PAIRS if p[1] not in GRADUAL]))
+def test_prune_matches_single_process(groups, single, world, key):
     """Same masks and per-stage decisions as single-process prune, weights to rounding,
     the model bitwise identical on every rank after every stage."""
-    world, results, _ = group
+    _, results, _ = groups(world)
     parts = _case(results, world, key)
     ref, got = single[key], parts[0][key]
     for name in ref["masks"]:
@@ -332,12 +365,13 @@ def test_prune_matches_single_process(group, single, key):
     assert [p[key]["distributed"]["rank"] for p in parts] == list(range(world))
 
 
-@pytest.mark.parametrize("key", sorted(GRADUAL))
-def test_gradual_pruning_finetunes_under_ddp(group, single, key):
+@pytest.mark.parametrize("world,key", [p for p in PAIRS if p[1] in GRADUAL],
+                         ids=_ids([p for p in PAIRS if p[1] in GRADUAL]))
+def test_gradual_pruning_finetunes_under_ddp(groups, single, world, key):
     """finetune_steps > 0: DDP after every stage; the first stage's decisions are the
     single-process ones, the masks hold exactly k weights and stay enforced, and the model
     (BatchNorm statistics included) is bitwise the same on every rank after every stage."""
-    world, results, _ = group
+    _, results, _ = groups(world)
     parts = _case(results, world, key)
     ref, got = single[key], parts[0][key]
     _same_decisions(got["stages"][0], ref["stages"][0], key)
@@ -404,6 +438,23 @@ def test_save_pruned_writes_once(group):
     report = json.loads((tmpdir / "saved" / "report.json").read_text())
     assert report["distributed"]["ranks"] == world and report["distributed"]["rank"] == 0
     assert sorted(p.name for p in tmpdir.iterdir() if p.name.startswith(".")) == []
+
+
+def test_cli_model_run_inside_a_group_writes_once(group):
+    """chita-prune --model in every rank of a group: exit 0 everywhere, the summary printed
+    and the output directory written by rank 0 only, the caller's group left alone."""
+    import json
+
+    world, results, tmpdir = group
+    checks = _part(results, "checks")
+    assert [c["cli_rc"] for c in checks] == [0] * world
+    assert "global sparsity 0.6" in checks[0]["cli_stdout"]
+    assert [c["cli_stdout"] for c in checks[1:]] == [""] * (world - 1)
+    assert all(c["cli_group_kept"] for c in checks)
+    report = json.loads((tmpdir / "cli" / "report.json").read_text())
+    assert report["distributed"]["ranks"] == world and abs(report["sparsity"] - 0.6) < 1e-3
+    assert sorted(p.name for p in (tmpdir / "cli").iterdir()) == \
+        ["masks.safetensors", "model.safetensors", "report.json", "summary.md"]
 
 
 def test_memory_mapped_gradients_one_file_per_rank(group):

@@ -54,13 +54,13 @@ def distributed_stage(method: str, settings: tuple, group=None):
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) < 2:
         return None
     comm = Comm(group)
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} does not run under torch.distributed; choose one "
-                         f"of {', '.join(METHODS)} (or call prune() outside a process group)")
-    every = comm.gather_objects(settings)
+    every = comm.gather_objects((method, settings))  # first: no rank raises alone
     if any(s != every[0] for s in every):
         raise ValueError("prune() was called with different arguments on different ranks: "
                          f"{every}; pass the same model, data and options on every rank")
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} does not run under torch.distributed; choose one "
+                         f"of {', '.join(METHODS)} (or call prune() outside a process group)")
     return DistributedStage(comm)
 
 
@@ -77,7 +77,7 @@ def _assemble(comm: Comm, res, sizes) -> SolveResult:
     on = torch.zeros(res.w.size, dtype=torch.uint8)
     on[torch.from_numpy(np.asarray(res.support, dtype=np.int64))] = 1
     support = np.flatnonzero(comm.all_gather(on, sizes).numpy()).astype(np.int64)
-    info = {key: v for key, v in res.info.items() if key != "global_support"}
+    info = {key: v for key, v in res.info.items() if key not in ("global_support", "comm")}
     return SolveResult(w=w, support=support, objective=res.objective, history=res.history,
                        iterations=res.iterations, seconds=res.seconds, method=res.method,
                        converged=res.converged, info=info)
@@ -126,6 +126,8 @@ class DistributedStage:
         alpha = store.mean_grad.astype(np.float32) if ctx.grad_term else None
         sizes = [hi - lo for lo, hi in balanced_ranges(p, comm.size)]
         kw = dict(ctx.solve_kwargs)
+        if kw.get("w0") is not None:  # a user's warm start: this rank's slice of it
+            kw["w0"] = np.asarray(kw["w0"], dtype=np.float32)[a:b]
         path, last = None, {}
         if ctx.method == "bso" and "w0" not in kw:
             t0 = time.perf_counter()

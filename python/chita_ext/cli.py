@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -259,20 +260,24 @@ def check_args(args) -> dict:
     return {"sparsities": sparsities, "demo": demo, "n_samples": n_samples}
 
 
-def run(args) -> str:
-    """Carry out a parsed command line; returns the summary printed at the end."""
+def run(args) -> str | None:
+    """Carry out a parsed command line; returns the summary printed at the end (None on
+    the ranks other than 0 under torchrun, which write nothing)."""
     checked = check_args(args)
     sparsities, demo = checked["sparsities"], checked["demo"]
     import torch
 
+    from .distributed.launch import join_torchrun, rank
     from .io import atomic_dir, save_pruned
     from .pruning import prune
     from .sweeps import format_table, plot_sweep, sweep
 
+    join_torchrun()  # under torchrun: every rank joins, prune() shards, rank 0 writes
+    writer = rank() == 0
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    progress = not args.no_progress
+    progress = not args.no_progress and writer
     if demo:
         from .demo import demo_setup
         quick = args.quick or os.environ.get("CHITA_DEMO_QUICK") == "1"
@@ -292,16 +297,21 @@ def run(args) -> str:
         res = prune(make(), loss_fn, train, sparsities[0], eval_data=test,
                     **{**common, **configs[label]})
         summary = _layer_table(res)
+        if not writer:
+            return None
         save_pruned(out, res.model, res.masks, res.report(), extra_files={"summary.md": summary})
         return summary + f"\n\nwrote {out}/ (model, masks, report.json, summary.md)"
     t0 = time.perf_counter()
     common.pop("progress")  # one bar (or one line per run) for the sweep, none per run
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out) if writer else contextlib.nullcontext() as tmp:
         def keep(label, s, res):
-            save_pruned(tmp / "models" / f"{label.split()[0]}_s{s:.2f}", res.model, res.masks,
-                        res.report())
+            if tmp is not None:
+                save_pruned(tmp / "models" / f"{label.split()[0]}_s{s:.2f}", res.model,
+                            res.masks, res.report())
         result = sweep(make, loss_fn, train, test, sparsities, configs, on_result=keep,
                        progress=progress, **common)
+        if tmp is None:  # not rank 0: rank 0 writes the outputs
+            return None
         table = format_table(result)
         (tmp / "sweep.md").write_text(table + "\n")
         (tmp / "sweep.json").write_text(json.dumps(result, indent=2))
@@ -327,7 +337,9 @@ def main(argv=None) -> int:
     _passive_torch_openmp()  # first: before anything imports torch
     args = build_parser().parse_args(argv)
     try:
-        print(run(args))
+        summary = run(args)
+        if summary is not None:  # None on the ranks other than 0 under torchrun
+            print(summary)
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in TORCH_EXTRA:
             print(f"chita-prune: error: {_one_line(exc)}", file=sys.stderr)
@@ -341,7 +353,16 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("chita-prune: interrupted; no output directory was written", file=sys.stderr)
         return 130
+    finally:
+        _leave_torchrun()
     return 0
+
+
+def _leave_torchrun() -> None:
+    """Destroy the process group that run() joined under torchrun (if it did)."""
+    launch = sys.modules.get("chita_ext.distributed.launch")
+    if launch is not None:
+        launch.leave()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,9 +30,13 @@ def effective_rows(energies: torch.Tensor) -> float:
     return float(e.sum()) ** 2 / den if den > 0 else 0.0
 
 
-def diagnose(store) -> dict:
-    """Effective rows, their share of n, the share of (near-)zero rows, and a verdict."""
-    e = store.row_energies()
+def diagnose(store, energies=None) -> dict:
+    """Effective rows, their share of n, the share of (near-)zero rows, and a verdict.
+
+    ``energies`` (the row energies, e.g. summed over the column shards of a distributed
+    store) replaces ``store.row_energies()``.
+    """
+    e = store.row_energies() if energies is None else energies
     n_eff = effective_rows(e)
     zero = float((e <= 1e-12 * max(float(e.max()), 1e-300)).double().mean())
     share = n_eff / max(1, store.n)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,6 +61,9 @@ class PruneResult:
         finetune, total.
     metrics : dict
         ``{"before": {...}, "after": {...}}`` from ``eval_data`` (loss, accuracy).
+    distributed : dict or None
+        Under torch.distributed: ``ranks``, this ``rank``, ``backend`` and the payload
+        bytes of this rank's collectives (``comm``); None for a single-process run.
     """
 
     model: torch.nn.Module
@@ -77,16 +81,29 @@ class PruneResult:
     guard: str = "chita"
     timings: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    distributed: dict | None = None
 
     def report(self) -> dict:
         """JSON-ready summary (no tensors)."""
         keys = ("method", "target_sparsity", "sparsity", "k", "p", "objective", "lam",
                 "lam_rel", "guard", "densities", "stages", "timings", "metrics")
-        return {k: getattr(self, k) for k in keys}
+        rep = {k: getattr(self, k) for k in keys}
+        if self.distributed is not None:
+            rep["distributed"] = self.distributed
+        return rep
 
     def save_pruned(self, path, **kwargs):
-        """Write model, masks and report to directory ``path`` (see :func:`save_pruned`)."""
+        """Write model, masks and report to directory ``path`` (see :func:`save_pruned`).
+
+        Under torch.distributed only rank 0 writes (every rank holds the same model); the
+        call returns on every rank once the directory is complete.
+        """
         from .io import save_pruned
+        if self.distributed is not None:
+            from .distributed.launch import on_rank0
+            return on_rank0(lambda: save_pruned(path, self.model, self.masks, self.report(),
+                                                **kwargs), result=Path(path),
+                            rank_hint=self.distributed["rank"])
         return save_pruned(path, self.model, self.masks, self.report(), **kwargs)
 
 
@@ -215,9 +232,19 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     out : path, optional
         Memory-map A to this file (reused each stage).
     progress : bool
-        One progress bar (or, off a terminal, one line) per long phase.
+        One progress bar (or, off a terminal, one line) per long phase (rank 0 only under
+        torch.distributed).
     solve_kwargs : dict, optional
         Extra keyword arguments for :func:`chita_ext.solve`.
+
+    Notes
+    -----
+    Inside an initialised ``torch.distributed`` group of R > 1 ranks (e.g. under
+    ``torchrun``) every rank calls ``prune`` with the same arguments and the work is
+    sharded: each rank computes the gradients of its share of the samples and holds a
+    column block of A, the solves are column-sharded, fine-tuning runs under DDP, and every
+    rank ends with the same pruned model (docs/distributed.md, "prune and chita-prune
+    under torchrun"). Methods: ``bso``, ``mp``, ``iht``, ``active``, ``block``.
 
     Returns
     -------
@@ -228,13 +255,21 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
               method, fisher, time_budget, bn_samples, heldout, threads, max_iter,
               finetune_steps)
     sel = resolve_params(model, params) if params is not None else select_params(model)
+    from .distributed.prune_stage import distributed_stage
+    sharded = distributed_stage(method, (float(sparsity), method, stages, schedule,
+                                         time_budget, int(n_samples), lam, lam_grid, heldout,
+                                         finetune_steps, list(sel.names), sel.p))
+    if sharded is not None:  # every rank starts from rank 0's weights, as DDP does
+        sharded.sync(model)
+        progress = progress and sharded.rank == 0
     # Magnitude pruning of magnitude-pruned weights is one-shot magnitude pruning: one stage.
     n_stages = (1 if method == "mp" else auto_stages(float(sparsity))) if stages == "auto" \
         else int(stages)
     if time_budget is None and stages == "auto":
         time_budget = DEFAULT_TIME_BUDGET
     stream = SampleStream(data, cycle=True)
-    metrics = {"before": evaluate(model, loss_fn, eval_data)} if eval_data is not None else {}
+    evaluate_fn = evaluate if sharded is None else sharded.evaluate
+    metrics = {"before": evaluate_fn(model, loss_fn, eval_data)} if eval_data is not None else {}
     needs_heldout = method != "mp"
     held = stream.take(heldout) if needs_heldout else None
     # One forward pass and the loss on a few samples: a model that does not fit the data
@@ -249,7 +284,7 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                        grad_term=grad_term, bn=recalibrate_bn and has_batchnorm(model)
                        and method != "mp", bn_samples=bn_samples, guard=guard and needs_heldout,
                        dtype=dtype, batch_rows=batch_rows, out=out, solve_kwargs=kw,
-                       progress=progress)
+                       progress=progress, sharded=sharded)
     dense_w = sel.flatten() if ctx.guard else None
     dense_bn = {k: v.clone() for k, v in model.state_dict().items()} if ctx.guard and ctx.bn \
         else None
@@ -258,16 +293,24 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     stage_info, start_rel = [], START_REL
     for t, s_t in enumerate(planner, start=1):
         t0 = time.perf_counter()
+        comm_before = None if sharded is None else sharded.comm.stats.snapshot()
         info = run_stage(ctx, t, s_t, k_from_sparsity(s_t, sel.p), timings, start_rel)
         start_rel = info.get("lam_rel") or start_rel
         if finetune_steps:
             t1 = time.perf_counter()
-            finetune(model, loss_fn, data, sel.masks(), finetune_steps, lr=finetune_lr,
-                     progress=progress)
+            (finetune if sharded is None else sharded.finetune)(
+                model, loss_fn, data, sel.masks(), finetune_steps, lr=finetune_lr,
+                progress=progress)
             timings["finetune"] += time.perf_counter() - t1
+        if sharded is not None:
+            info["ranks_differed"] = sharded.sync(model)  # False: bitwise equal on every rank
+            info["comm_bytes"] = sharded.stage_comm(comm_before)
         stage_info.append(info)
         bar.update(1)
-        planner.stage_done(time.perf_counter() - t_start, time.perf_counter() - t0)
+        elapsed, took = time.perf_counter() - t_start, time.perf_counter() - t0
+        if sharded is not None:  # every rank re-plans from the same (slowest rank's) times
+            elapsed, took = sharded.slowest(elapsed, took)
+        planner.stage_done(elapsed, took)
         if planner.replanned:
             bar.total = t + len(planner.remaining)
     bar.close()
@@ -291,7 +334,7 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                 model.load_state_dict(ours_bn)
         timings["guard"] += time.perf_counter() - t0
     if eval_data is not None:
-        metrics["after"] = evaluate(model, loss_fn, eval_data)
+        metrics["after"] = evaluate_fn(model, loss_fn, eval_data)
     timings["total"] = time.perf_counter() - t_start
     masks = sel.masks()
     nnz = sum(int(m.sum()) for m in masks.values())
@@ -301,4 +344,5 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                        k=last["k"], p=sel.p, method=method,
                        objective=last.get("objective"), lam=last.get("lam"),
                        lam_rel=last.get("lam_rel"), stages=stage_info, guard=guard_result,
-                       timings=timings, metrics=metrics)
+                       timings=timings, metrics=metrics,
+                       distributed=None if sharded is None else sharded.summary())

@@ -53,6 +53,7 @@ class StageContext:
     solve_kwargs: dict
     progress: bool
     heldout_batch: int = 256
+    sharded: object = None  # distributed.prune_stage.DistributedStage under torch.distributed
 
 
 @torch.no_grad()
@@ -80,6 +81,8 @@ def heldout_metrics(ctx: StageContext, samples=None) -> dict:
 
 def heldout_loss(ctx: StageContext) -> float:
     """Mean loss of the model on the held-out samples."""
+    if ctx.sharded is not None:  # the same batches shared over the ranks, the same value
+        return ctx.sharded.heldout_loss(ctx)
     return heldout_metrics(ctx)["loss"]
 
 
@@ -100,12 +103,14 @@ def _gradient_loss(ctx: StageContext, info: dict):
     T = fisher_mod.pick_temperature(ctx.model, ctx.loss_fn, x, y, share)
     if ctx.fisher == "auto" and T > 1.0:  # degenerate at T = 1: aim for the target share
         T = fisher_mod.pick_temperature(ctx.model, ctx.loss_fn, x, y, fisher_mod.TARGET_SHARE)
+    if ctx.sharded is not None:
+        T = ctx.sharded.agree(T)
     info["temperature"] = T
     return fisher_mod.tempered(ctx.loss_fn, T)
 
 
-def _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info):
-    """Search lam; returns the LamChoice whose candidate is a SolveResult."""
+def _local_candidates(ctx, store, w_bar, k, timings):
+    """``(scale, candidate)``: lam = rel * scale, ``candidate(rel)`` the SolveResult."""
     p = ctx.sel.p
     scale = store.fro_norm_sq() / p
     alpha = store.mean_grad.astype(np.float32) if ctx.grad_term else None
@@ -129,6 +134,13 @@ def _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info):
             last["w"] = res.w
         timings["solve"] += time.perf_counter() - t0
         return res
+    return scale, candidate
+
+
+def _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info):
+    """Search lam; returns the LamChoice whose candidate is a SolveResult."""
+    candidates = ctx.sharded.candidates if ctx.sharded is not None else _local_candidates
+    scale, candidate = candidates(ctx, store, w_bar, k, timings)
 
     def evaluate(rel):
         res = candidate(rel)
@@ -165,10 +177,12 @@ def run_stage(ctx: StageContext, t: int, s_t: float, k: int, timings: dict,
 
     t0 = time.perf_counter()
     grad_loss = _gradient_loss(ctx, info)
-    store = collect_gradients(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
-                              dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
-                              stream=ctx.stream, progress=ctx.progress)
-    diag = fisher_mod.diagnose(store)
+    collect = ctx.sharded.collect_gradients if ctx.sharded is not None else collect_gradients
+    store = collect(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
+                    dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
+                    stream=ctx.stream, progress=ctx.progress)
+    diagnose = ctx.sharded.diagnose if ctx.sharded is not None else fisher_mod.diagnose
+    diag = diagnose(store)
     info["fisher"] = {"temperature": info.pop("temperature"),
                       "effective_rows": round(diag["effective_rows"], 1),
                       "zero_rows": round(diag["zero_rows"], 4)}

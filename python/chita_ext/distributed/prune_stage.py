@@ -110,7 +110,8 @@ class DistributedStage:
 
     def diagnose(self, store) -> dict:
         """:func:`chita_ext.fisher.diagnose` on the whole A (row energies all-reduced)."""
-        energies = self.comm.sum(store.row_energies(), "fisher")
+        # A copy: the all-reduce works in place and the store caches its (local) energies.
+        energies = self.comm.sum(store.row_energies().clone(), "fisher")
         return fisher_mod.diagnose(store, energies=energies)
 
     # ---- the solve -------------------------------------------------------------------------

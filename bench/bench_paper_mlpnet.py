@@ -2,7 +2,8 @@
 the reference CHITA pipeline.
 
     python bench/bench_paper_mlpnet.py --checkpoint CHITA/checkpoints/mnist_25_epoch_93.97.ckpt \
-        [--chita-src CHITA --ref-python /path/to/python-with-numba] [--cnn] [--saturated] \
+        [--chita-src CHITA --ref-python /path/to/python-with-numba [--ref-l2 1e-4,1e-3]] \
+        [--reference-runs earlier-stderr.log] [--cnn] [--saturated] \
         [--sparsities 0.5,0.7,0.8,0.9,0.95,0.98] [--out bench/results/paper_mlpnet.md]
 
 Networks (bench/networks.py): the CHITA paper's own MLPNet checkpoint (fetched by the user
@@ -72,14 +73,19 @@ def run_network(name, dense, train, test, sparsities, log):
     return rows
 
 
-def run_reference(src, python, sparsities, log):
-    """The reference pipeline per sparsity: best test accuracy over REF_L2 (and its time)."""
+def run_reference(src, python, sparsities, log, l2s=REF_L2):
+    """The reference pipeline per sparsity: best test accuracy over ``l2s`` (and its time)."""
     cmd = [python, str(Path(__file__).with_name("reference_chita_pipeline.py")),
            "--chita-src", src, "--mnist", str(mnist_path()), "--stages", "16",
            "--algo", "Heuristic_LS", "--sparsity", *map(str, sparsities),
-           "--l2", *map(str, REF_L2)]
+           "--l2", *map(str, l2s)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return best_reference([json.loads(line) for line in out.splitlines() if line.startswith("{")],
+                          log)
+
+
+def best_reference(runs, log):
+    """Per sparsity, the reference run with the best test accuracy."""
     best = {}
     for r in runs:
         log(json.dumps(r))
@@ -114,6 +120,10 @@ def main():
     ap.add_argument("--chita-src", help="local checkout of mazumder-lab/CHITA (reference run)")
     ap.add_argument("--ref-python", default=sys.executable,
                     help="interpreter with the reference's dependencies (numba, numpy<2.3)")
+    ap.add_argument("--ref-l2", default=",".join(f"{v:g}" for v in REF_L2),
+                    help="the reference's l2 grid (its best on test accuracy is reported)")
+    ap.add_argument("--reference-runs", help="a file of the reference's JSON lines from an "
+                    "earlier run (this script's stderr) to reuse instead of --chita-src")
     ap.add_argument("--cnn", action="store_true", help="also the digit-recognizer-py CNN")
     ap.add_argument("--saturated", action="store_true", help="also a CNN trained to saturation")
     ap.add_argument("--saturated-cache", default=str(Path.home() / ".cache/chita-ext/saturated_cnn.pt"))
@@ -131,8 +141,13 @@ def main():
     if not args.skip_mlpnet:
         dense = paper_mlpnet(args.checkpoint)
         rows = run_network("paper MLPNet", dense, train, test, sparsities, log)
-        ref = run_reference(args.chita_src, args.ref_python, sparsities, log) \
+        ref = run_reference(args.chita_src, args.ref_python, sparsities, log,
+                            [float(v) for v in args.ref_l2.split(",")]) \
             if args.chita_src else None
+        if args.reference_runs:
+            lines = Path(args.reference_runs).read_text().splitlines()
+            ref = best_reference([r for r in map(json.loads, filter(None, lines))
+                                  if "l2" in r and r["sparsity"] in sparsities], log)
         sections.append((f"## The paper's MLPNet checkpoint (dense {accuracy(dense, test):.2f}%)",
                           table(rows, ref), rows, ref))
     if args.cnn:

@@ -211,3 +211,19 @@ def test_bad_input_raises_before_long_work(trained, monkeypatch, kwargs, match):
     with pytest.raises(ValueError, match=match):
         prune(args.pop("model"), args.pop("loss_fn"), train, args.pop("sparsity"), **args)
     assert time.perf_counter() - t0 < 5
+
+
+def test_guard_sample_count_follows_the_budget():
+    """GUARD_SAMPLES without a budget; fewer when the forward passes would not fit what is
+    left of it; never below GUARD_MIN_SAMPLES (or the held-out count)."""
+    from chita_ext.pruning import GUARD_MIN_SAMPLES, GUARD_SAMPLES, _guard_count
+    # 4 stages x 512 held-out samples in 2.048 s: 1 ms per sample forward
+    t = {"guard": 2.048}
+    assert _guard_count(t, 4, 512, None, 100.0) == GUARD_SAMPLES
+    assert _guard_count(t, 4, 512, 1000.0, 10.0) == GUARD_SAMPLES  # plenty left
+    # 10 s left of 100: 5000 samples (two passes of 1 ms each)
+    assert _guard_count(t, 4, 512, 100.0, 90.0) == 5000
+    # over budget: the 5% reserve (5 s of 100 -> 2500 samples)
+    assert _guard_count(t, 4, 512, 100.0, 150.0) == 2500
+    assert _guard_count(t, 4, 512, 10.0, 150.0) == GUARD_MIN_SAMPLES
+    assert _guard_count(t, 4, 4096, 10.0, 150.0) == 4096

@@ -65,6 +65,7 @@ def run_network(name, dense, train, test, sparsities, log):
         row = {"network": name, "sparsity": s, "mp": accuracy(mp, test), "mp_seconds": mp_s,
                "ours": accuracy(ours, test), "seconds": ours_s, "stages": len(r.stages),
                "mp_stages": sum(st["winner"] == "mp" for st in r.stages), "guard": r.guard,
+               "guard_detail": r.guard_detail,
                "overlap_with_mp": overlap, "timings": r.timings,
                "temperature": r.stages[-1].get("fisher", {}).get("temperature"),
                "effective_rows": r.stages[0].get("fisher", {}).get("effective_rows")}

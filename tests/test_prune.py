@@ -215,15 +215,96 @@ def test_bad_input_raises_before_long_work(trained, monkeypatch, kwargs, match):
 
 def test_guard_sample_count_follows_the_budget():
     """GUARD_SAMPLES without a budget; fewer when the forward passes would not fit what is
-    left of it; never below GUARD_MIN_SAMPLES (or the held-out count)."""
-    from chita_ext.pruning import GUARD_MIN_SAMPLES, GUARD_SAMPLES, _guard_count
+    left of it, or when the data is smaller; never below GUARD_MIN_SAMPLES (or held-out)."""
+    from chita_ext.final_guard import GUARD_MIN_SAMPLES, GUARD_SAMPLES, guard_count
     # 4 stages x 512 held-out samples in 2.048 s: 1 ms per sample forward
-    t = {"guard": 2.048}
-    assert _guard_count(t, 4, 512, None, 100.0) == GUARD_SAMPLES
-    assert _guard_count(t, 4, 512, 1000.0, 10.0) == GUARD_SAMPLES  # plenty left
+    assert guard_count(2.048, 4, 512, None, 100.0) == GUARD_SAMPLES
+    assert guard_count(2.048, 4, 512, 1000.0, 10.0) == GUARD_SAMPLES  # plenty left
     # 10 s left of 100: 5000 samples (two passes of 1 ms each)
-    assert _guard_count(t, 4, 512, 100.0, 90.0) == 5000
+    assert guard_count(2.048, 4, 512, 100.0, 90.0) == 5000
     # over budget: the 5% reserve (5 s of 100 -> 2500 samples)
-    assert _guard_count(t, 4, 512, 100.0, 150.0) == 2500
-    assert _guard_count(t, 4, 512, 10.0, 150.0) == GUARD_MIN_SAMPLES
-    assert _guard_count(t, 4, 4096, 10.0, 150.0) == 4096
+    assert guard_count(2.048, 4, 512, 100.0, 150.0) == 2500
+    assert guard_count(2.048, 4, 512, 10.0, 150.0) == GUARD_MIN_SAMPLES
+    assert guard_count(2.048, 4, 4096, 10.0, 150.0) == 4096
+    assert guard_count(2.048, 4, 512, None, 0.0, data_len=3000) == 3000
+
+
+class _Stream:
+    """A SampleStream stand-in: fixed samples, chunk by chunk."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.at = x, y, 0
+
+    def take(self, n):
+        x, y = self.x[self.at:self.at + n], self.y[self.at:self.at + n]
+        self.at += n
+        return x, y
+
+
+def _guard_case(n, agree_wrong, ours_extra, mp_extra):
+    """A 'model' whose predictions are a lookup: both right except on chosen samples."""
+    from chita_ext import final_guard
+    y = torch.zeros(n, dtype=torch.long)
+    x = torch.arange(n, dtype=torch.float32)[:, None]
+    wrong = {"ours": torch.zeros(n, dtype=torch.bool), "mp": torch.zeros(n, dtype=torch.bool)}
+    wrong["ours"][:agree_wrong] = wrong["mp"][:agree_wrong] = True
+    wrong["ours"][agree_wrong:agree_wrong + mp_extra] = True  # MP right, ours wrong
+    wrong["mp"][agree_wrong + mp_extra:agree_wrong + mp_extra + ours_extra] = True
+    which = {"now": "ours"}
+
+    class Lookup(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, xb):
+            idx = xb[:, 0].long()
+            logits = torch.zeros(len(xb), 2)
+            logits[:, 0] = torch.where(wrong[which["now"]][idx], -1.0, 1.0)
+            return logits
+
+    def use(name):
+        return lambda: which.__setitem__("now", name)
+
+    winner, tally, _ = final_guard.compare_with_magnitude(
+        Lookup(), torch.nn.CrossEntropyLoss(), _Stream(x, y), n, use("ours"), use("mp"))
+    return winner, tally, which["now"]
+
+
+def test_final_guard_sign_test_and_early_stop():
+    """A clear difference stops after GUARD_MIN_SAMPLES; a small one uses every sample and
+    is decided by the counts; the model is left holding the winner."""
+    from chita_ext.final_guard import GUARD_MIN_SAMPLES
+    winner, tally, now = _guard_case(16384, 100, ours_extra=300, mp_extra=0)
+    assert (winner, now) == ("chita", "ours") and tally.samples == GUARD_MIN_SAMPLES
+    # 40 vs 60 spread over all samples: |a - b| = 20 < 3 sqrt(100): no early stop; MP wins
+    n = 16384
+    winner, tally, now = _guard_case(n, 0, ours_extra=0, mp_extra=0)
+    assert winner == "chita"  # a tie on accuracy and loss keeps ours
+    from chita_ext import final_guard
+    y = torch.zeros(n, dtype=torch.long)
+    x = torch.arange(n, dtype=torch.float32)[:, None]
+    rng = np.random.default_rng(0)
+    ours_wrong = torch.zeros(n, dtype=torch.bool)
+    mp_wrong = torch.zeros(n, dtype=torch.bool)
+    picks = torch.from_numpy(rng.choice(n, 100, replace=False))
+    ours_wrong[picks[:60]] = True  # 60 samples only MP gets right
+    mp_wrong[picks[60:]] = True    # 40 only ours gets right
+    which = {"now": "ours"}
+
+    class Lookup(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, xb):
+            wrong = ours_wrong if which["now"] == "ours" else mp_wrong
+            logits = torch.zeros(len(xb), 2)
+            logits[:, 0] = torch.where(wrong[xb[:, 0].long()], -1.0, 1.0)
+            return logits
+
+    winner, tally, _ = final_guard.compare_with_magnitude(
+        Lookup(), torch.nn.CrossEntropyLoss(), _Stream(x, y), n,
+        lambda: which.__setitem__("now", "ours"), lambda: which.__setitem__("now", "mp"))
+    assert winner == "mp" and which["now"] == "mp"
+    assert tally.samples == n and (tally.ours_only, tally.mp_only) == (40, 60)

@@ -12,22 +12,18 @@ from .finetuning import evaluate, finetune, has_batchnorm
 from .fisher import FISHERS
 from ._arrays import check_threads
 from .checks import check_data, check_model_fits
-from .gradients import SampleStream
+from .final_guard import compare_with_magnitude, guard_count
+from .gradients import SampleStream, data_size
 from .lam_search import START_REL
 from .params import k_from_sparsity, magnitude_masks, resolve_params, select_params
 from .progress import phase
 from .schedules import SCHEDULES
-from .stage import StageContext, heldout_metrics, run_stage
+from .stage import StageContext, run_stage
 from .stage_plan import StagePlanner, auto_stages
 
 # A relative grid for lam_grid= users who want every value tried (an exhaustive search).
 LAM_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 DEFAULT_TIME_BUDGET = 300.0  # seconds, for stages="auto"
-# Fresh training samples for the final comparison with one-shot MP: up to GUARD_SAMPLES
-# (at 50-70% sparsity the two differ on ~1% of samples, and 2048 picked the wrong one in
-# our measurements), fewer when the forward passes would not fit the time budget's reserve.
-GUARD_SAMPLES = 8192
-GUARD_MIN_SAMPLES = 2048
 
 
 @dataclass
@@ -59,6 +55,9 @@ class PruneResult:
         ``"chita"``, or ``"mp"`` when one-shot magnitude pruning of the dense weights did
         better than the whole CHITA++ path on fresh held-out samples (higher accuracy for
         classifiers, else lower loss); its weights are then returned.
+    guard_detail : dict or None
+        That comparison's totals: samples used (2048 to 16384, fewer once the difference
+        is clear), samples only one of the two gets right, mean losses.
     timings : dict
         Seconds spent in gradients, solve (inside the solvers), lam_search (held-out
         evaluations of the lam candidates), guard (the magnitude comparisons), bn,
@@ -83,6 +82,7 @@ class PruneResult:
     lam_rel: float | None
     stages: list = field(default_factory=list)
     guard: str = "chita"
+    guard_detail: dict | None = None
     timings: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     distributed: dict | None = None
@@ -90,7 +90,7 @@ class PruneResult:
     def report(self) -> dict:
         """JSON-ready summary (no tensors)."""
         keys = ("method", "target_sparsity", "sparsity", "k", "p", "objective", "lam",
-                "lam_rel", "guard", "densities", "stages", "timings", "metrics")
+                "lam_rel", "guard", "guard_detail", "densities", "stages", "timings", "metrics")
         rep = {k: getattr(self, k) for k in keys}
         if self.distributed is not None:
             rep["distributed"] = self.distributed
@@ -109,26 +109,6 @@ class PruneResult:
                                                 **kwargs), result=Path(path),
                             rank_hint=self.distributed["rank"])
         return save_pruned(path, self.model, self.masks, self.report(), **kwargs)
-
-
-def _guard_count(timings: dict, n_stages: int, heldout: int, time_budget, elapsed: float) -> int:
-    """Samples for the final guard: GUARD_SAMPLES, or fewer (not below GUARD_MIN_SAMPLES)
-    when two forward passes over them would exceed what is left of the budget (at least
-    its 5% reserve). The cost per sample is estimated from the stages' magnitude checks,
-    one forward pass over the ``heldout`` samples each."""
-    if time_budget is None or timings["guard"] <= 0.0:
-        return max(heldout, GUARD_SAMPLES)
-    per_sample = timings["guard"] / max(1, n_stages * heldout)
-    allowed = max(0.05 * time_budget, time_budget - elapsed)
-    n = int(allowed / (2.0 * per_sample))
-    return max(heldout, GUARD_MIN_SAMPLES, min(GUARD_SAMPLES, n))
-
-
-def _better(a: dict, b: dict) -> bool:
-    """Is held-out result ``a`` strictly better than ``b``? Accuracy first, then loss."""
-    if a["accuracy"] is not None and b["accuracy"] is not None and a["accuracy"] != b["accuracy"]:
-        return a["accuracy"] > b["accuracy"]
-    return a["loss"] < b["loss"]
 
 
 def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid,
@@ -331,29 +311,38 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
         if planner.replanned:
             bar.total = t + len(planner.remaining)
     bar.close()
-    guard_result = "chita"
+    guard_result, guard_detail = "chita", None
     if ctx.guard:  # the whole path against one-shot magnitude pruning of the dense model
-        t0 = time.perf_counter()
         # Fresh samples: the stage choices were made on ctx.held, so comparing there would
-        # favour the path. Accuracy first (for classifiers), then loss.
+        # favour the path.
         elapsed, per_stage = time.perf_counter() - t_start, timings["guard"]
         if sharded is not None:  # every rank takes the same count (the slowest rank's)
             elapsed, per_stage = sharded.slowest(elapsed, per_stage)
-        fresh = stream.take(_guard_count({"guard": per_stage}, len(stage_info), heldout,
-                                         time_budget, elapsed))
-        ours_w, ours = sel.flatten(), heldout_metrics(ctx, fresh)
+        n_max = guard_count(per_stage, len(stage_info), heldout, time_budget, elapsed,
+                            data_size(data))
+        ours_w = sel.flatten()
         ours_bn = {k: v.clone() for k, v in model.state_dict().items()} if ctx.bn else None
-        if ctx.bn:
-            model.load_state_dict(dense_bn)
-        sel.assign(dense_w)
-        sel.assign(magnitude_masks(sel, k_from_sparsity(float(sparsity), sel.p)))
-        if _better(heldout_metrics(ctx, fresh), ours):
-            guard_result = "mp"
-        else:
+        mp_w = None
+
+        def use_ours():
             sel.assign(ours_w)
             if ctx.bn:
                 model.load_state_dict(ours_bn)
-        timings["guard"] += time.perf_counter() - t0
+
+        def use_mp():
+            nonlocal mp_w
+            if ctx.bn:
+                model.load_state_dict(dense_bn)
+            if mp_w is None:
+                sel.assign(dense_w)
+                mp_w = magnitude_masks(sel, k_from_sparsity(float(sparsity), sel.p))
+            sel.assign(mp_w)
+
+        guard_result, tally, took = compare_with_magnitude(model, loss_fn, stream, n_max,
+                                                           use_ours, use_mp,
+                                                           batch=ctx.heldout_batch)
+        guard_detail = tally.report()
+        timings["guard"] += took
     if eval_data is not None:
         metrics["after"] = evaluate_fn(model, loss_fn, eval_data)
     timings["total"] = time.perf_counter() - t_start
@@ -365,5 +354,6 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                        k=last["k"], p=sel.p, method=method,
                        objective=last.get("objective"), lam=last.get("lam"),
                        lam_rel=last.get("lam_rel"), stages=stage_info, guard=guard_result,
+                       guard_detail=guard_detail,
                        timings=timings, metrics=metrics,
                        distributed=None if sharded is None else sharded.summary())

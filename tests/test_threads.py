@@ -137,3 +137,26 @@ def test_cli_asks_torch_openmp_for_passive_waiting(env, expected):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**base, **env}, check=True).stdout.strip()
     assert out == str(expected)
+
+
+def test_load_aware_threads_reads_the_running_count(tmp_path, monkeypatch):
+    """other_runnable: the running count of /proc/loadavg less the reader (median of the
+    samples); load_aware_threads gives way to other jobs unless the user set a count."""
+    from chita_ext import _threads
+    f = tmp_path / "loadavg"
+    f.write_text("3.10 2.00 1.50 4/812 12345\n")
+    assert _threads.other_runnable(loadavg=str(f)) == 3
+    assert _threads.other_runnable(samples=3, gap=0.0, loadavg=str(f)) == 3
+    assert _threads.other_runnable(loadavg=str(tmp_path / "missing")) == 0
+    f.write_text("garbage\n")
+    assert _threads.other_runnable(loadavg=str(f)) == 0
+    monkeypatch.delenv("CHITA_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = _threads.available_cpus()
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)  # a process that may use every CPU
+    monkeypatch.setattr(_threads, "other_runnable", lambda samples=1: 0)
+    assert _threads.load_aware_threads() == _threads.default_threads()
+    monkeypatch.setattr(_threads, "other_runnable", lambda samples=1: 10 * cpus)
+    assert _threads.load_aware_threads() == 1
+    monkeypatch.setenv("CHITA_NUM_THREADS", str(cpus))
+    assert _threads.load_aware_threads() == cpus  # the user's count is kept

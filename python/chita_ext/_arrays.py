@@ -194,10 +194,13 @@ def make_backend(info: MatrixInfo, threads: int):
 
 
 def check_threads(threads) -> int:
-    """None -> 0 (the default, chita_ext._threads.default_threads()); else a positive int
-    (the C++ side caps it at the CPUs available)."""
-    if threads is None:
-        return 0
+    """None -> 0 (the default, chita_ext._threads.default_threads()), or fewer threads
+    when other jobs occupy CPUs now (``load_aware_threads``); else a positive int (the
+    C++ side caps it at the CPUs available)."""
+    if threads is None:  # 0: the C++ default, unless other jobs occupy CPUs right now
+        from ._threads import default_threads, load_aware_threads
+        t = load_aware_threads()
+        return 0 if t >= default_threads() else t
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
     if threads < 1:

@@ -40,3 +40,40 @@ def cgroup_cpu_quota(proc_cgroup: str = "/proc/self/cgroup",
     """This process's cgroup CPU quota in CPUs (e.g. 1.5), 0.0 when there is none. The
     paths are parameters for testing: ``root`` is prepended to the mount points."""
     return float(_core.threads.cgroup_cpu_quota(proc_cgroup, mountinfo, root))
+
+
+def other_runnable(samples: int = 1, gap: float = 0.002, loadavg: str = "/proc/loadavg") -> int:
+    """Tasks other than this reader that are runnable right now, machine-wide: the median
+    over ``samples`` reads of the running count in /proc/loadavg (minus one: the reader);
+    0 where the file is missing."""
+    import time
+
+    counts = []
+    for i in range(samples):
+        try:
+            with open(loadavg) as fh:
+                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return 0
+        if i + 1 < samples:
+            time.sleep(gap)
+    return max(0, sorted(counts)[len(counts) // 2])
+
+
+def load_aware_threads(samples: int = 1) -> int:
+    """The threads a default call uses on a shared machine: default_threads(), less the
+    CPUs other runnable tasks occupy now, at least 1.
+
+    A pool of T threads meets at a barrier every iteration, so one preempted thread stalls
+    the others: beside other jobs one thread is faster than two (bench/results/busy.md).
+    Only when the user set no thread count (CHITA_NUM_THREADS / OMP_NUM_THREADS) and the
+    process may use every CPU of the machine (with an affinity mask or a cgroup quota the
+    machine-wide count says nothing about our CPUs).
+    """
+    import os
+
+    t = default_threads()
+    if {"CHITA_NUM_THREADS", "OMP_NUM_THREADS"} & set(os.environ) \
+            or available_cpus() != (os.cpu_count() or 1):
+        return t
+    return max(1, min(t, available_cpus() - other_runnable(samples)))

@@ -1,6 +1,7 @@
 """prune(): CHITA (one stage) and CHITA++ (several stages) on a PyTorch model."""
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from .finetuning import evaluate, finetune, has_batchnorm
 from .fisher import FISHERS
 from ._arrays import check_threads
+from ._threads import load_aware_threads, resolve_threads
 from .checks import check_data, check_model_fits
 from .final_guard import compare_with_magnitude, guard_count
 from .gradients import SampleStream, data_size
@@ -109,6 +111,21 @@ class PruneResult:
                                                 **kwargs), result=Path(path),
                             rank_hint=self.distributed["rank"])
         return save_pruned(path, self.model, self.masks, self.report(), **kwargs)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads):
+    """Torch's intra-op threads for one stage: no more than ours (``threads``), and with
+    ``threads=None`` fewer when other jobs occupy CPUs now (load_aware_threads)."""
+    before = torch.get_num_threads()
+    want = load_aware_threads(samples=5) if threads is None else resolve_threads(threads)
+    if want < before:
+        torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        if want < before:
+            torch.set_num_threads(before)
 
 
 def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid,
@@ -291,14 +308,16 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     for t, s_t in enumerate(planner, start=1):
         t0 = time.perf_counter()
         comm_before = None if sharded is None else sharded.comm.stats.snapshot()
-        info = run_stage(ctx, t, s_t, k_from_sparsity(s_t, sel.p), timings, start_rel)
-        start_rel = info.get("lam_rel") or start_rel
-        if finetune_steps:
-            t1 = time.perf_counter()
-            (finetune if sharded is None else sharded.finetune)(
-                model, loss_fn, data, sel.masks(), finetune_steps, lr=finetune_lr,
-                progress=progress)
-            timings["finetune"] += time.perf_counter() - t1
+        # Under torch.distributed the ranks keep their thread counts (identical results).
+        with _torch_threads(threads) if sharded is None else contextlib.nullcontext():
+            info = run_stage(ctx, t, s_t, k_from_sparsity(s_t, sel.p), timings, start_rel)
+            start_rel = info.get("lam_rel") or start_rel
+            if finetune_steps:
+                t1 = time.perf_counter()
+                (finetune if sharded is None else sharded.finetune)(
+                    model, loss_fn, data, sel.masks(), finetune_steps, lr=finetune_lr,
+                    progress=progress)
+                timings["finetune"] += time.perf_counter() - t1
         if sharded is not None:
             info["ranks_differed"] = sharded.sync(model)  # False: bitwise equal on every rank
             info["comm_bytes"] = sharded.stage_comm(comm_before)

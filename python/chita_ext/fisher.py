@@ -25,6 +25,8 @@ FISHERS = ("auto", "empirical", "tempered")
 
 def row_energies(store, block: int = 1 << 15) -> torch.Tensor:
     """``||a_i||^2`` for every row i of the store's A (float64, length n), one pass."""
+    if hasattr(store, "row_energies"):  # a disk store keeps them from when it was written
+        return store.row_energies()
     out = torch.zeros(store.n, dtype=torch.float64)
     for a in range(0, store.p, block):
         out += store.buffer[a:a + block].double().square().sum(0)

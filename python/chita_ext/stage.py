@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import fisher as fisher_mod
+from . import scale_stage
 from .finetuning import recalibrate_bn
 from .gradients import collect_gradients
 from .lam_search import LamChoice, search_grid, search_lam
@@ -53,6 +54,7 @@ class StageContext:
     solve_kwargs: dict
     progress: bool
     heldout_batch: int = 256
+    scale: object = None   # a ScalePlan (large models, disk stores): see scale_stage
 
 
 @torch.no_grad()
@@ -154,9 +156,12 @@ def run_stage(ctx: StageContext, t: int, s_t: float, k: int, timings: dict,
 
     t0 = time.perf_counter()
     grad_loss = _gradient_loss(ctx, info)
-    store = collect_gradients(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
-                              dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
-                              stream=ctx.stream, progress=ctx.progress)
+    if ctx.scale is not None:
+        store = scale_stage.collect_for_stage(ctx, grad_loss, t)
+    else:
+        store = collect_gradients(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
+                                  dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
+                                  stream=ctx.stream, progress=ctx.progress)
     diag = fisher_mod.diagnose(store)
     info["fisher"] = {"temperature": info.pop("temperature"),
                       "effective_rows": round(diag["effective_rows"], 1),
@@ -170,14 +175,19 @@ def run_stage(ctx: StageContext, t: int, s_t: float, k: int, timings: dict,
     timings["gradients"] += time.perf_counter() - t0
 
     bar = phase(None, f"stage {t} lam search + solve", unit="eval", enabled=ctx.progress)
-    choice = _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info)
+    if ctx.scale is not None and ctx.scale.block:
+        choice = scale_stage.block_lam_search(ctx, store, w_bar, k, timings, start_rel, info)
+    else:
+        choice = _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info)
     bar.update(max(1, choice.evaluations))
     res = choice.candidate
     info.update(lam=choice.rel * info["lam_scale"], lam_rel=choice.rel,
                 objective=float(res.objective), iterations=int(res.iterations),
                 solve_seconds=float(res.seconds), heldout_loss=choice.loss,
-                lam_tried=[[r, l] for r, l in choice.tried], winner=ctx.method)
+                lam_tried=[[r, l] for r, l in choice.tried],
+                winner="block" if ctx.scale is not None and ctx.scale.block else ctx.method)
     info["stop_reason"] = res.info.get("stop_reason") if res.info else None
+    scale_stage.release(store)
     del store
     best_w, best_loss = res.w, choice.loss
 

@@ -65,7 +65,9 @@ def test_user_model_single_sparsity(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "net.0.weight" in printed and "global sparsity 0.6" in printed
     rep = json.loads((out / "report.json").read_text())
-    assert abs(rep["sparsity"] - 0.6) < 1e-3 and rep["method"] == "iht"
+    assert abs(rep["sparsity"] - 0.6) < 1e-3 and rep["method"] == "bso"
+    assert "| stage | sparsity | k | lam_rel | won by |" in printed and "final guard:" in printed
+    assert all(st["winner"] in ("bso", "mp") for st in rep["stages"])
     assert (out / "summary.md").is_file() and (out / "model.safetensors").is_file()
 
 
@@ -267,21 +269,23 @@ def test_import_without_torch_still_works(tmp_path):
 
 
 def test_help_describes_the_demo_that_runs(capsys):
-    from chita_ext.demo import FULL, QUICK
+    from chita_ext.demo import FULL, QUICK, describe
     with pytest.raises(SystemExit):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert f"CHITA++ ({FULL['stages']} stages)" in text
-    assert f"CHITA++ ({QUICK['stages']} stages)" in text
-    assert f"{FULL['n_samples']} gradient samples" in text
+    assert describe(FULL) in text and describe(QUICK) in text
+    assert f"CHITA++ ({QUICK['stages']} stages)" in describe(QUICK)
 
 
 def test_summary_numbers_are_rounded():
     from types import SimpleNamespace
 
     from chita_ext.cli import _layer_table
-    res = SimpleNamespace(densities={"w": 0.5}, sparsity=0.5, k=1, p=2,
-                          objective=0.123456789012345, lam=1.23456789e-05,
+    res = SimpleNamespace(densities={"w": 0.5}, sparsity=0.5, k=1, p=2, method="bso",
+                          objective=0.123456789012345, lam=1.23456789e-05, guard="chita",
+                          stages=[{"stage": 1, "sparsity": 0.5, "k": 1,
+                                   "lam_rel": 0.0316227766, "winner": "bso",
+                                   "heldout_loss": 0.693147180559, "bn": "kept"}],
                           timings={"total": 1.0},
                           metrics={"before": {"loss": 2.302585092994046, "accuracy": 0.1111111111},
                                    "after": {"loss": 0.69314718056, "accuracy": 0.987654321}})

@@ -1,21 +1,17 @@
 """chita_ext.distributed on real multi-process gloo groups (2 and 3 ranks on localhost).
 
-Each group is started once (forkserver with torch preloaded: ~3 s for the first group,
-well under a second after) and runs every check in one go; the tests below read its
-results and compare them, in this process, with the single-process functions on the
-concatenated inputs. A hang fails: the process group has a 60 s timeout and the group as
-a whole is killed after GROUP_TIMEOUT seconds.
+Each group is started once (tests/multiproc.py: forkserver with torch preloaded) and runs
+every check in one go; the tests below read its results and compare them, in this
+process, with the single-process functions on the concatenated inputs. A hang fails: the
+process group has a 60 s timeout and the group as a whole is killed after
+multiproc.GROUP_TIMEOUT seconds.
 """
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
-import pickle
-import socket
 import time
 import traceback
-from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -28,8 +24,7 @@ if not dist.is_available():
 import chita_ext
 from chita_ext.distributed.layout import balanced_ranges
 from conftest import make_instance
-
-GROUP_TIMEOUT = 240  # seconds for one whole group (start-up included)
+from multiproc import init_gloo, run_group, save_rank_results
 # Unequal shards, p = 203 divisible by neither 2 nor 3.
 P = 203
 SHARDS = {2: [120, 83], 3: [50, 100, 53]}
@@ -246,10 +241,7 @@ def _rank_gradients(rank, world, tmpdir, trained):
 
 
 def _worker(rank, world, port, tmpdir, solve_inputs, select_inputs, trained):
-    torch.set_num_threads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world, timeout=timedelta(seconds=60))
+    init_gloo(rank, world, port)
     results = {}
     for part, run in (("select", lambda: _rank_selects(rank, world, select_inputs)),
                       ("solve", lambda: _rank_solves(rank, world, solve_inputs)),
@@ -261,47 +253,8 @@ def _worker(rank, world, port, tmpdir, solve_inputs, select_inputs, trained):
         except Exception:  # noqa: BLE001 - reported by the test that reads this part
             results[part] = traceback.format_exc()
         results[part + "_seconds"] = time.perf_counter() - t0
-    with open(os.path.join(tmpdir, f"rank{rank}.pkl"), "wb") as fh:
-        pickle.dump(results, fh)
+    save_rank_results(tmpdir, rank, results)
     dist.destroy_process_group()
-
-
-# ---- starting a group -------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_method() -> str:
-    # forkserver with torch preloaded forks ranks in a fraction of a second instead of a
-    # fresh interpreter each; a plain fork of this (OpenMP-using) process is not safe.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        # torch.func's first vmap(grad) imports torch._dynamo (~800 modules): once, here.
-        multiprocessing.set_forkserver_preload(["torch", "torch.distributed", "torch.func",
-                                                "torch._dynamo", "chita_ext"])
-        return "forkserver"
-    return "spawn"
-
-
-def run_group(world, tmpdir, *args):
-    """Runs _worker on `world` local ranks; returns their result dicts in rank order."""
-    import torch.multiprocessing as tmp
-
-    ctx = tmp.start_processes(_worker, args=(world, _free_port(), str(tmpdir), *args),
-                              nprocs=world, join=False, start_method=_start_method())
-    deadline = time.monotonic() + GROUP_TIMEOUT
-    while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                if proc.is_alive():
-                    proc.kill()
-            pytest.fail(f"the {world}-rank group did not finish in {GROUP_TIMEOUT} s (a hang)")
-    out = []
-    for r in range(world):
-        with open(os.path.join(str(tmpdir), f"rank{r}.pkl"), "rb") as fh:
-            out.append(pickle.load(fh))
-    return out
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["R=2", "R=3"])
@@ -310,7 +263,8 @@ def group(request, tmp_path_factory):
     world = request.param
     model, batches = _mlp_and_data()
     inputs = (solve_cases(world), _select_vectors(), (model.state_dict(), batches))
-    return world, run_group(world, tmp_path_factory.mktemp(f"group{world}"), *inputs), inputs
+    return world, run_group(_worker, world, tmp_path_factory.mktemp(f"group{world}"),
+                            *inputs), inputs
 
 
 def _part(results, part):

@@ -1,6 +1,9 @@
 """Single-process pieces of chita_ext.distributed: splits, the Lipschitz start pattern,
-the rank-1 Cholesky update, the jittered factorisation, and the no-group error."""
+the rank-1 Cholesky update, the jittered factorisation, the no-group error, and the
+helpers of prune() under torch.distributed (batch dealing, state digests, rank paths)."""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -78,3 +81,47 @@ def test_needs_an_initialised_group():
         pytest.skip("a process group is already initialised in this process")
     with pytest.raises(RuntimeError, match="init_process_group"):
         D.solve(np.ones((2, 3), np.float32, order="F"), np.ones(3, np.float32), 1, lam=1.0)
+
+
+# ---- prune() under torch.distributed: the single-process pieces ----------------------------
+def test_rank_batches_deal_the_stream_round_robin_and_cycle():
+    from chita_ext.distributed.finetune import RankBatches
+
+    data = [(torch.full((2,), i), torch.tensor([i])) for i in range(5)]
+    take = lambda it, n: [int(next(it)[1]) for _ in range(n)]  # noqa: E731
+    assert take(iter(RankBatches(data, 0, 2)), 5) == [0, 2, 4, 1, 3]  # 5 batches, 2 ranks
+    assert take(iter(RankBatches(data, 1, 2)), 5) == [1, 3, 0, 2, 4]
+    assert take(iter(RankBatches(data[:1], 2, 3)), 2) == [0, 0]  # fewer batches than ranks
+    with pytest.raises(ValueError, match="no batches"):
+        next(iter(RankBatches([], 0, 2)))
+
+
+def test_state_digest_sees_every_bit_of_parameters_and_buffers():
+    from chita_ext.distributed.sync import state_digest
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    base = state_digest(model)
+    assert state_digest(model) == base and 0 <= base < 2**63
+    with torch.no_grad():
+        w = model[0].weight
+        w[0, 0] = torch.nextafter(w[0, 0], torch.tensor(1.0))  # one ulp
+    assert state_digest(model) != base
+    after_weight = state_digest(model)
+    model[1].num_batches_tracked += 1  # a buffer
+    assert state_digest(model) != after_weight
+
+
+def test_rank_paths_and_writes_without_a_group():
+    from chita_ext.distributed.launch import join_torchrun, on_rank0
+    from chita_ext.distributed.prune_stage import _rank_path, distributed_stage
+
+    assert str(_rank_path("/tmp/A.npy", 2)) == "/tmp/A.rank2.npy"
+    assert str(_rank_path("/tmp/grads", 0)) == "/tmp/grads.rank0.npy"
+    if torch.distributed.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    assert distributed_stage("bso", ()) is None  # no group: single-process prune
+    assert on_rank0(lambda: "wrote", result="skipped") == "wrote"
+    assert on_rank0(lambda: "wrote", result="skipped", rank_hint=1) == "skipped"
+    if "WORLD_SIZE" not in os.environ:
+        assert join_torchrun() is False and not torch.distributed.is_initialized()

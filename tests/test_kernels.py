@@ -56,7 +56,7 @@ def test_portable_loops_without_avx2():
     """CHITA_NO_AVX2=1 forces the portable loops; they must pass the same checks."""
     env = dict(os.environ, CHITA_NO_AVX2="1")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-           "-k", "atr_and_subset or ax_sparse_and_dense"]
+           "-k", "atr_and_subset or ax_sparse_and_dense or gram"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
@@ -87,6 +87,83 @@ def test_gram(instance, device, k):
                                    atol=1e-9 * np.abs(AS @ AS.T).max())
         np.testing.assert_allclose(kernels.gram_cols(A_dev, idx), AS.T @ AS, rtol=1e-10,
                                    atol=1e-9 * np.abs(AS.T @ AS).max())
+
+
+def _within_bound(got, want, magnitude, what):
+    """|got - want| <= 1e-13 * (|A_S| |A_S|^T) entrywise: float64 accumulation (a float32 sum
+    would be off by ~1e-7 of it)."""
+    err, lim = np.abs(got - want), 1e-13 * magnitude + 1e-300
+    assert np.all(err <= lim), f"{what}: worst error / bound {np.max(err / lim):.3g}"
+
+
+# Around every edge of the blocking: 1, the 12 x 4 register tiles, the 96-row macro tiles,
+# the 256-deep reduction blocks.
+@pytest.mark.parametrize("n,k", [(1, 1), (1, 700), (5, 1), (13, 257), (97, 40), (130, 300)])
+def test_gram_shapes_against_float64(n, k, device):
+    rng = np.random.default_rng(1000 * n + k)
+    p = max(n, k) + 50
+    A = (rng.standard_normal((n, p)) * np.exp(rng.standard_normal(p))).astype(np.float32)
+    idx = np.sort(rng.choice(p, k, replace=False))
+    kc = min(k, 200)
+    for label, M, _ in variants(A):
+        if device == "cuda" and label.endswith("row"):
+            continue
+        AS = to64(M)[:, idx]
+        mag = np.abs(AS)
+        K = kernels.gram_rows(on_device(M, device), idx)
+        _within_bound(K, AS @ AS.T, mag @ mag.T, f"gram_rows {label}")
+        np.testing.assert_array_equal(K, K.T)
+        G = kernels.gram_cols(on_device(M, device), idx[:kc])
+        _within_bound(G, AS[:, :kc].T @ AS[:, :kc], mag[:, :kc].T @ mag[:, :kc],
+                      f"gram_cols {label}")
+        np.testing.assert_array_equal(G, G.T)
+
+
+def test_gram_threads_give_identical_bits():
+    rng = np.random.default_rng(8)
+    A = rng.standard_normal((150, 3000)).astype(np.float32)
+    idx = np.sort(rng.choice(3000, 2000, replace=False))
+    for label, M, _ in variants(A):
+        K1 = kernels.gram_rows(M, idx, threads=1)
+        G1 = kernels.gram_cols(M, idx[:400], threads=1)
+        for threads in (2, 3):
+            np.testing.assert_array_equal(kernels.gram_rows(M, idx, threads=threads), K1,
+                                          err_msg=f"{label} threads={threads}")
+            np.testing.assert_array_equal(kernels.gram_cols(M, idx[:400], threads=threads), G1,
+                                          err_msg=f"{label} threads={threads}")
+
+
+_GRAM_SCRIPT = """
+import sys
+import ml_dtypes, numpy as np
+from chita_ext import kernels
+rng = np.random.default_rng(9)
+A = (rng.standard_normal((61, 900)) * np.exp(rng.standard_normal(900))).astype(np.float32)
+idx = np.sort(rng.choice(900, 700, replace=False))
+out = []
+for M in (np.asfortranarray(A), np.ascontiguousarray(A.astype(ml_dtypes.bfloat16))):
+    out += [kernels.gram_rows(M, idx), kernels.gram_cols(M, idx[:100])]
+np.savez(sys.argv[1], *out)
+"""
+
+
+def test_gram_portable_path_gives_the_avx2_bits(tmp_path):
+    """Products of float32 values are exact in float64, and both tiles sum in one order: the
+    portable path (CHITA_NO_AVX2=1) must reproduce the default path bit for bit."""
+    script = tmp_path / "gram.py"
+    script.write_text(_GRAM_SCRIPT)
+    results = {}
+    for label, extra in (("default", {}), ("portable", {"CHITA_NO_AVX2": "1"})):
+        env = {k: v for k, v in os.environ.items() if k != "CHITA_NO_AVX2"}
+        env.update(extra)
+        out = tmp_path / f"{label}.npz"
+        done = subprocess.run([sys.executable, str(script), str(out)], env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        with np.load(out) as f:
+            results[label] = [f[name] for name in f.files]
+    for a, b in zip(results["default"], results["portable"]):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_threads_do_not_change_results(instance):

@@ -122,15 +122,15 @@ def test_guard_keeps_one_shot_magnitude_against_the_whole_path(trained, monkeypa
 
 
 def test_time_budget_is_honoured(trained):
-    """200 stages asked for (several times what fits), 3 s allowed: the plan is cut so that
+    """400 stages asked for (many times what fits), 6 s allowed: the plan is cut so that
     the call ends in time."""
     model, train, _ = trained
     t0 = time.perf_counter()
-    res = prune(copy.deepcopy(model), LOSS, train, 0.9, n_samples=300, stages=200,
-                time_budget=3.0, threads=1, progress=False)
+    res = prune(copy.deepcopy(model), LOSS, train, 0.9, n_samples=300, stages=400,
+                time_budget=6.0, threads=1, progress=False)
     wall = time.perf_counter() - t0
-    assert wall <= 1.2 * 3.0, wall
-    assert 1 <= len(res.stages) < 200 and res.stages[-1]["sparsity"] == 0.9
+    assert wall <= 1.2 * 6.0, wall
+    assert 1 <= len(res.stages) < 400 and res.stages[-1]["sparsity"] == 0.9
     assert abs(res.sparsity - 0.9) < 1e-3
 
 

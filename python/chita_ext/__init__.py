@@ -9,6 +9,7 @@ from . import kernels
 from ._core import build_info as _build_info
 from ._core import cuda_device_count
 from .result import SolveResult
+from .ridge_path import RidgePath
 from .solve import METHODS, solve
 
 __version__ = "0.1.0"
@@ -26,8 +27,8 @@ _TORCH_NAMES = frozenset({
     "format_table", "load_pruned", "mnist_loaders", "per_sample_gradients", "plot_sweep",
     "prune", "recalibrate_bn", "save_pruned", "select_params", "sparsity_schedule", "sweep"})
 
-__all__ = ["solve", "SolveResult", "METHODS", "build_info", "cuda_device_count", "kernels",
-           "__version__", *sorted(_TORCH_NAMES)]
+__all__ = ["solve", "RidgePath", "SolveResult", "METHODS", "build_info", "cuda_device_count",
+           "kernels", "__version__", *sorted(_TORCH_NAMES)]
 
 
 def __getattr__(name):

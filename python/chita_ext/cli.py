@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -40,6 +41,25 @@ def _int_at_least(low: int):
     return parse
 
 
+def _stages(text: str):
+    if text == "auto":
+        return "auto"
+    return _int_at_least(1)(text)
+
+
+_stages.__name__ = "'auto' or int >= 1"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a positive number of seconds")
+    return value
+
+
 def parse_sparsities(text: str) -> list:
     """``"0.9"`` or ``"0.5,0.7,0.9"`` -> list of floats, each checked to lie in [0, 1)."""
     try:
@@ -55,14 +75,13 @@ def parse_sparsities(text: str) -> list:
 def parse_lam(text: str) -> dict:
     """``auto`` | ``0.5`` (absolute) | ``rel:0.01`` (relative to ||A||_F^2 / p).
 
-    None (flag not given) keeps the defaults: auto (the full grid) for ``--model`` runs,
-    the demo's smaller grid for the demo.
+    None (flag not given) and ``auto`` keep prune()'s default: lam chosen at every stage on
+    held-out loss.
     """
     if text is None:
         return {}
     if text == "auto":
-        from .pruning import LAM_GRID
-        return {"lam": "auto", "lam_grid": LAM_GRID}
+        return {"lam": "auto"}
     try:
         value = float(text[4:] if text.startswith("rel:") else text)
     except ValueError:
@@ -87,28 +106,36 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", default="mnist", help=SPEC_HELP["--data"])
     ap.add_argument("--loss", default="cross_entropy", help=SPEC_HELP["--loss"])
     ap.add_argument("--sparsity", help="one value (0.9) or a sweep (0.5,0.7,0.9,0.95,0.98)")
-    ap.add_argument("--method", default="iht", choices=METHODS,
-                    help="solver method passed to chita_ext.solve (default iht)")
-    ap.add_argument("--stages", type=pos, default=None,
-                    help=f"CHITA++ stages (default 1; the demo's CHITA++ {FULL['stages']}, "
-                         f"--quick {QUICK['stages']})")
+    ap.add_argument("--method", default="bso", choices=METHODS,
+                    help="solver of each stage (default bso: the exact backsolve on the "
+                         "stage's k largest weights; any chita_ext.solve method)")
+    ap.add_argument("--stages", type=_stages, default=None,
+                    help="CHITA++ stages: auto (default: 16 from 90%% sparsity, fewer below "
+                         f"and to fit --time-budget) or a count (--quick: {QUICK['stages']})")
+    ap.add_argument("--time-budget", type=_positive_float, default=None,
+                    help="seconds per prune(); the stages are planned to fit (default 300 "
+                         "with --stages auto)")
+    ap.add_argument("--fisher", default="auto", choices=("auto", "empirical", "tempered"),
+                    help="gradients forming A (auto: tempered only when the empirical "
+                         "Fisher is degenerate)")
     ap.add_argument("--schedule", default="poly", choices=SCHEDULES, help="stage sparsities")
     ap.add_argument("--n-samples", type=pos, default=None,
                     help=f"gradient samples per stage (default {N_SAMPLES}; the demo "
                          f"{FULL['n_samples']}, --quick {QUICK['n_samples']})")
     ap.add_argument("--batch-rows", type=pos, default=1, help="samples averaged per row of A")
     ap.add_argument("--lam", default=None,
-                    help="auto (grid search), a float (absolute), or rel:X (X*||A||_F^2/p)")
+                    help="auto (default: chosen per stage on held-out loss), a float "
+                         "(absolute), or rel:X (X*||A||_F^2/p)")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     ap.add_argument("--max-iter", type=nonneg, default=None,
-                    help=f"solver iterations (default 100; the demo {FULL['max_iter']}, "
-                         f"--quick {QUICK['max_iter']})")
+                    help="iterations of iterative solvers (default 100)")
     ap.add_argument("--finetune-steps", type=nonneg, default=0, help="SGD steps after each stage")
     ap.add_argument("--no-mp", action="store_true", help="sweeps: skip the magnitude baseline")
     ap.add_argument("--threads", type=pos, default=None, help="CPU threads (torch and solver)")
     ap.add_argument("--out", default="chita-prune-out",
                     help="output directory (new, or an earlier output, which is replaced)")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--no-progress", "--quiet", action="store_true", dest="no_progress",
+                    help="no progress bars or progress lines")
     ap.add_argument("--seed", type=int, default=0)
     return ap
 
@@ -161,8 +188,10 @@ def _user_setup(args, n_samples: int):
 def _common(args, defaults: dict) -> dict:
     kw = dict(defaults)
     kw.update(parse_lam(args.lam), dtype=args.dtype, batch_rows=args.batch_rows,
-              schedule=args.schedule, finetune_steps=args.finetune_steps,
-              threads=args.threads, progress=not args.no_progress)
+              schedule=args.schedule, finetune_steps=args.finetune_steps, method=args.method,
+              fisher=args.fisher, threads=args.threads, progress=not args.no_progress)
+    if args.time_budget is not None:
+        kw["time_budget"] = args.time_budget
     if args.n_samples is not None:
         kw["n_samples"] = args.n_samples
     if args.max_iter is not None:
@@ -188,6 +217,15 @@ def _layer_table(res) -> str:
               f"{res.timings['total']:.1f} s"]
     if "before" in m:
         lines.append(f"metrics before: {_metrics(m['before'])}; after: {_metrics(m['after'])}")
+    if res.method != "mp":
+        lines += ["", "| stage | sparsity | k | lam_rel | won by | held-out loss | BatchNorm |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {st['stage']} | {st['sparsity']:.4f} | {st['k']} | "
+                  f"{_sig(st.get('lam_rel'), 3)} | {st['winner']} | "
+                  f"{_sig(st.get('heldout_loss'), 4)} | {st.get('bn', 'n/a')} |"
+                  for st in res.stages]
+        lines.append(f"\nfinal guard: {res.guard} (one-shot magnitude pruning of the dense "
+                     "model is kept when its held-out loss is lower)")
     return "\n".join(lines)
 
 
@@ -222,20 +260,24 @@ def check_args(args) -> dict:
     return {"sparsities": sparsities, "demo": demo, "n_samples": n_samples}
 
 
-def run(args) -> str:
-    """Carry out a parsed command line; returns the summary printed at the end."""
+def run(args) -> str | None:
+    """Carry out a parsed command line; returns the summary printed at the end (None on
+    the ranks other than 0 under torchrun, which write nothing)."""
     checked = check_args(args)
     sparsities, demo = checked["sparsities"], checked["demo"]
     import torch
 
+    from .distributed.launch import join_torchrun, rank
     from .io import atomic_dir, save_pruned
     from .pruning import prune
     from .sweeps import format_table, plot_sweep, sweep
 
+    join_torchrun()  # under torchrun: every rank joins, prune() shards, rank 0 writes
+    writer = rank() == 0
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    progress = not args.no_progress
+    progress = not args.no_progress and writer
     if demo:
         from .demo import demo_setup
         quick = args.quick or os.environ.get("CHITA_DEMO_QUICK") == "1"
@@ -245,26 +287,31 @@ def run(args) -> str:
         common = _common(args, d["common"])
     else:
         make, loss_fn, train, test = _user_setup(args, checked["n_samples"])
-        stages = args.stages or 1
-        label = f"CHITA++ ({stages} stages)" if stages > 1 else f"CHITA ({args.method})"
+        stages = args.stages or "auto"
+        label = "CHITA" if stages == 1 else "CHITA++"
         configs = {"MP": {"method": "mp"}} if not args.no_mp else {}
-        configs[label] = {"method": args.method, "stages": stages}
+        configs[label] = {"stages": stages}
         common = _common(args, {"n_samples": N_SAMPLES})
     out = Path(args.out)
     if len(sparsities) == 1 and not demo:
         res = prune(make(), loss_fn, train, sparsities[0], eval_data=test,
                     **{**common, **configs[label]})
         summary = _layer_table(res)
+        if not writer:
+            return None
         save_pruned(out, res.model, res.masks, res.report(), extra_files={"summary.md": summary})
         return summary + f"\n\nwrote {out}/ (model, masks, report.json, summary.md)"
     t0 = time.perf_counter()
-    common.pop("progress")  # one bar for the sweep, none per run
-    with atomic_dir(out) as tmp:
+    common.pop("progress")  # one bar (or one line per run) for the sweep, none per run
+    with atomic_dir(out) if writer else contextlib.nullcontext() as tmp:
         def keep(label, s, res):
-            save_pruned(tmp / "models" / f"{label.split()[0]}_s{s:.2f}", res.model, res.masks,
-                        res.report())
+            if tmp is not None:
+                save_pruned(tmp / "models" / f"{label.split()[0]}_s{s:.2f}", res.model,
+                            res.masks, res.report())
         result = sweep(make, loss_fn, train, test, sparsities, configs, on_result=keep,
                        progress=progress, **common)
+        if tmp is None:  # not rank 0: rank 0 writes the outputs
+            return None
         table = format_table(result)
         (tmp / "sweep.md").write_text(table + "\n")
         (tmp / "sweep.json").write_text(json.dumps(result, indent=2))
@@ -290,7 +337,9 @@ def main(argv=None) -> int:
     _passive_torch_openmp()  # first: before anything imports torch
     args = build_parser().parse_args(argv)
     try:
-        print(run(args))
+        summary = run(args)
+        if summary is not None:  # None on the ranks other than 0 under torchrun
+            print(summary)
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in TORCH_EXTRA:
             print(f"chita-prune: error: {_one_line(exc)}", file=sys.stderr)
@@ -304,7 +353,16 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("chita-prune: interrupted; no output directory was written", file=sys.stderr)
         return 130
+    finally:
+        _leave_torchrun()
     return 0
+
+
+def _leave_torchrun() -> None:
+    """Destroy the process group that run() joined under torchrun (if it did)."""
+    launch = sys.modules.get("chita_ext.distributed.launch")
+    if launch is not None:
+        launch.leave()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,16 +23,6 @@ TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 FISHERS = ("auto", "empirical", "tempered")
 
 
-def row_energies(store, block: int = 1 << 15) -> torch.Tensor:
-    """``||a_i||^2`` for every row i of the store's A (float64, length n), one pass."""
-    if hasattr(store, "row_energies"):  # a disk store keeps them from when it was written
-        return store.row_energies()
-    out = torch.zeros(store.n, dtype=torch.float64)
-    for a in range(0, store.p, block):
-        out += store.buffer[a:a + block].double().square().sum(0)
-    return out
-
-
 def effective_rows(energies: torch.Tensor) -> float:
     """``(sum e)^2 / sum e^2``: how many rows carry the Fisher estimate (0 if all zero)."""
     e = energies.double()
@@ -40,9 +30,13 @@ def effective_rows(energies: torch.Tensor) -> float:
     return float(e.sum()) ** 2 / den if den > 0 else 0.0
 
 
-def diagnose(store) -> dict:
-    """Effective rows, their share of n, the share of (near-)zero rows, and a verdict."""
-    e = row_energies(store)
+def diagnose(store, energies=None) -> dict:
+    """Effective rows, their share of n, the share of (near-)zero rows, and a verdict.
+
+    ``energies`` (the row energies, e.g. summed over the column shards of a distributed
+    store) replaces ``store.row_energies()``.
+    """
+    e = store.row_energies() if energies is None else energies
     n_eff = effective_rows(e)
     zero = float((e <= 1e-12 * max(float(e.max()), 1e-300)).double().mean())
     share = n_eff / max(1, store.n)

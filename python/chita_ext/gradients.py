@@ -108,6 +108,7 @@ class GradientStore:
         self.p, self.n, self.dtype, self.path = int(p), int(n), dtype, None
         self.scale, self.batch_rows, self.n_samples = 1.0, 1, self.n
         self.mean_grad = np.zeros(self.p)
+        self._energies = None  # row_energies(), cached
         self.names, self.shapes = [], []
         npdt = np.float32 if dtype == "float32" else np.uint16  # bf16 bits
         if out is None:
@@ -148,13 +149,25 @@ class GradientStore:
             g = rows[name]
             c = g.shape[0]
             self.buffer[a:b, i0:i0 + c].copy_(g.reshape(c, b - a).T * self.scale)
+        self._energies = None
 
-    def fro_norm_sq(self, block: int = 1 << 16) -> float:
-        """||A||_F^2, accumulated in float64 one block of weights at a time."""
-        tot = 0.0
-        for a in range(0, self.p, block):
-            tot += float(self.buffer[a:a + block].double().square().sum())
-        return tot
+    def row_energies(self, block: int = 1 << 14) -> torch.Tensor:
+        """``||a_i||^2`` of every row i of A (float64, length n), in one pass over the store.
+
+        Each block of weights is summed in float32 (at most ``block`` terms per entry) and
+        the blocks are added in float64; the result is cached until the store is written.
+        """
+        if self._energies is None:
+            out = torch.zeros(self.n, dtype=torch.float64)
+            for a in range(0, self.p, block):
+                blk = self.buffer[a:a + block].float()
+                out += torch.linalg.vector_norm(blk, dim=0).double().square()
+            self._energies = out
+        return self._energies
+
+    def fro_norm_sq(self) -> float:
+        """||A||_F^2 (the sum of :meth:`row_energies`)."""
+        return float(self.row_energies().sum())
 
     def flush(self) -> None:
         """Push a memory-mapped store to disk."""
@@ -336,6 +349,7 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
     finally:
         model.train(was_training)
     store.mean_grad = (sink.total / (store.scale * rows)).numpy()
+    store._energies = None  # written: any cached row energies are stale
     store.flush()
     return store
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,14 +17,16 @@ from .gradients import SampleStream
 from .lam_search import START_REL
 from .params import k_from_sparsity, magnitude_masks, resolve_params, select_params
 from .progress import phase
-from .scale_plan import estimate_stage_seconds, measure_row_bytes, plan_scale
+from .scale_plan import (SCALE_MIN_P, default_samples, estimate_stage_seconds,
+                         measure_row_bytes, plan_scale)
 from .schedules import SCHEDULES
-from .stage import StageContext, heldout_loss, run_stage
+from .stage import StageContext, heldout_metrics, run_stage
 from .stage_plan import StagePlanner, auto_stages
 
 # A relative grid for lam_grid= users who want every value tried (an exhaustive search).
 LAM_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 DEFAULT_TIME_BUDGET = 300.0  # seconds, for stages="auto"
+GUARD_SAMPLES = 2048  # fresh training samples for the final comparison with one-shot MP
 
 
 @dataclass
@@ -52,8 +55,9 @@ class PruneResult:
         (``"recalibrated"`` or ``"kept"``), the Fisher diagnostics (temperature, effective
         rows), seconds.
     guard : str
-        ``"chita"``, or ``"mp"`` when one-shot magnitude pruning of the dense weights had
-        the lower held-out loss than the whole CHITA++ path (its weights are returned).
+        ``"chita"``, or ``"mp"`` when one-shot magnitude pruning of the dense weights did
+        better than the whole CHITA++ path on fresh held-out samples (higher accuracy for
+        classifiers, else lower loss); its weights are then returned.
     timings : dict
         Seconds spent in gradients, solve (inside the solvers), lam_search (held-out
         evaluations of the lam candidates), guard (the magnitude comparisons), bn,
@@ -63,6 +67,9 @@ class PruneResult:
     scale : dict
         What the memory planner chose (store dtype and place, block approximation,
         samples, predicted peak memory) and why; see docs/pruning.md, "Large models".
+    distributed : dict or None
+        Under torch.distributed: ``ranks``, this ``rank``, ``backend`` and the payload
+        bytes of this rank's collectives (``comm``); None for a single-process run.
     """
 
     model: torch.nn.Module
@@ -80,18 +87,38 @@ class PruneResult:
     guard: str = "chita"
     timings: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    distributed: dict | None = None
     scale: dict = field(default_factory=dict)
 
     def report(self) -> dict:
         """JSON-ready summary (no tensors)."""
         keys = ("method", "target_sparsity", "sparsity", "k", "p", "objective", "lam",
                 "lam_rel", "guard", "densities", "stages", "timings", "metrics", "scale")
-        return {k: getattr(self, k) for k in keys}
+        rep = {k: getattr(self, k) for k in keys}
+        if self.distributed is not None:
+            rep["distributed"] = self.distributed
+        return rep
 
     def save_pruned(self, path, **kwargs):
-        """Write model, masks and report to directory ``path`` (see :func:`save_pruned`)."""
+        """Write model, masks and report to directory ``path`` (see :func:`save_pruned`).
+
+        Under torch.distributed only rank 0 writes (every rank holds the same model); the
+        call returns on every rank once the directory is complete.
+        """
         from .io import save_pruned
+        if self.distributed is not None:
+            from .distributed.launch import on_rank0
+            return on_rank0(lambda: save_pruned(path, self.model, self.masks, self.report(),
+                                                **kwargs), result=Path(path),
+                            rank_hint=self.distributed["rank"])
         return save_pruned(path, self.model, self.masks, self.report(), **kwargs)
+
+
+def _better(a: dict, b: dict) -> bool:
+    """Is held-out result ``a`` strictly better than ``b``? Accuracy first, then loss."""
+    if a["accuracy"] is not None and b["accuracy"] is not None and a["accuracy"] != b["accuracy"]:
+        return a["accuracy"] > b["accuracy"]
+    return a["loss"] < b["loss"]
 
 
 def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid,
@@ -222,7 +249,8 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
         Memory-map A to this file (reused each stage); for a large model, the disk store
         of A goes there.
     progress : bool
-        One progress bar (or, off a terminal, one line) per long phase.
+        One progress bar (or, off a terminal, one line) per long phase (rank 0 only under
+        torch.distributed).
     solve_kwargs : dict, optional
         Extra keyword arguments for :func:`chita_ext.solve`.
     scale : dict, optional
@@ -231,6 +259,15 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
         approximation instead of the exact backsolve), ``block_size``, ``scratch``
         (directory of temporary disk stores), ``chunk_bytes``, ``panel_bytes``,
         ``tile_bytes``. ``result.scale`` says what was chosen and why.
+
+    Notes
+    -----
+    Inside an initialised ``torch.distributed`` group of R > 1 ranks (e.g. under
+    ``torchrun``) every rank calls ``prune`` with the same arguments and the work is
+    sharded: each rank computes the gradients of its share of the samples and holds a
+    column block of A, the solves are column-sharded, fine-tuning runs under DDP, and every
+    rank ends with the same pruned model (docs/distributed.md, "prune and chita-prune
+    under torchrun"). Methods: ``bso``, ``mp``, ``iht``, ``active``, ``block``.
 
     Returns
     -------
@@ -241,13 +278,23 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
               method, fisher, time_budget, bn_samples, heldout, threads, max_iter,
               finetune_steps, batch_rows, dtype)
     sel = resolve_params(model, params) if params is not None else select_params(model)
+    # 1000 samples, one per row; from SCALE_MIN_P weights on the paper's 500 rows of 16
+    n_samples, batch_rows = default_samples(sel.p, n_samples, batch_rows)
+    from .distributed.prune_stage import distributed_stage
+    sharded = distributed_stage(method, (float(sparsity), method, stages, schedule,
+                                         time_budget, int(n_samples), lam, lam_grid, heldout,
+                                         finetune_steps, list(sel.names), sel.p))
+    if sharded is not None:  # every rank starts from rank 0's weights, as DDP does
+        sharded.sync(model)
+        progress = progress and sharded.rank == 0
     # Magnitude pruning of magnitude-pruned weights is one-shot magnitude pruning: one stage.
     n_stages = (1 if method == "mp" else auto_stages(float(sparsity))) if stages == "auto" \
         else int(stages)
     if time_budget is None and stages == "auto":
         time_budget = DEFAULT_TIME_BUDGET
     stream = SampleStream(data, cycle=True)
-    metrics = {"before": evaluate(model, loss_fn, eval_data)} if eval_data is not None else {}
+    evaluate_fn = evaluate if sharded is None else sharded.evaluate
+    metrics = {"before": evaluate_fn(model, loss_fn, eval_data)} if eval_data is not None else {}
     needs_heldout = method != "mp"
     held = stream.take(heldout) if needs_heldout else None
     # One forward pass and the loss on a few samples: a model that does not fit the data
@@ -255,13 +302,16 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     check_model_fits(model, loss_fn, data, batch=None if held is None else
                      (held[0][:8], held[1][:8]))
     plan = None
-    if needs_heldout:  # where A lives, its dtype, the solver, the samples (scale_plan.py)
+    if needs_heldout and sharded is None:  # where A lives, its dtype, the solver (scale_plan)
         plan = plan_scale(sel.p, k_from_sparsity(float(sparsity), sel.p), n_samples=n_samples,
                           batch_rows=batch_rows, dtype=dtype, out=out, method=method,
                           threads=resolve_threads(threads), options=scale,
-                          row_bytes=measure_row_bytes(model, loss_fn, sel, *held))
-        n_samples, batch_rows, dtype = plan.n_samples, plan.batch_rows, plan.dtype
-        check_data(data, n_samples)
+                          row_bytes=measure_row_bytes(model, loss_fn, sel, *held)
+                          if sel.p >= SCALE_MIN_P else None)
+        dtype = plan.dtype
+    elif dtype == "auto":
+        dtype = "float32"
+    check_data(data, n_samples)
     timings = dict.fromkeys(("gradients", "solve", "lam_search", "guard", "finetune", "bn"), 0.0)
     kw = dict(max_iter=max_iter, tol=tol, threads=threads, **(solve_kwargs or {}))
     ctx = StageContext(model=model, loss_fn=loss_fn, data=data, sel=sel, stream=stream,
@@ -269,9 +319,9 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                        lam_grid=None if lam_grid is None else tuple(lam_grid), fisher=fisher,
                        grad_term=grad_term, bn=recalibrate_bn and has_batchnorm(model)
                        and method != "mp", bn_samples=bn_samples, guard=guard and needs_heldout,
-                       dtype=dtype, batch_rows=batch_rows or 1, out=out, solve_kwargs=kw,
-                       progress=progress, scale=plan if plan is not None and plan.active
-                       else None)
+                       dtype=dtype, batch_rows=batch_rows, out=out, solve_kwargs=kw,
+                       progress=progress, sharded=sharded,
+                       scale=plan if plan is not None and plan.active else None)
     dense_w = sel.flatten() if ctx.guard else None
     dense_bn = {k: v.clone() for k, v in model.state_dict().items()} if ctx.guard and ctx.bn \
         else None
@@ -285,29 +335,40 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     stage_info, start_rel = [], START_REL
     for t, s_t in enumerate(planner, start=1):
         t0 = time.perf_counter()
+        comm_before = None if sharded is None else sharded.comm.stats.snapshot()
         info = run_stage(ctx, t, s_t, k_from_sparsity(s_t, sel.p), timings, start_rel)
         start_rel = info.get("lam_rel") or start_rel
         if finetune_steps:
             t1 = time.perf_counter()
-            finetune(model, loss_fn, data, sel.masks(), finetune_steps, lr=finetune_lr,
-                     progress=progress)
+            (finetune if sharded is None else sharded.finetune)(
+                model, loss_fn, data, sel.masks(), finetune_steps, lr=finetune_lr,
+                progress=progress)
             timings["finetune"] += time.perf_counter() - t1
+        if sharded is not None:
+            info["ranks_differed"] = sharded.sync(model)  # False: bitwise equal on every rank
+            info["comm_bytes"] = sharded.stage_comm(comm_before)
         stage_info.append(info)
         bar.update(1)
-        planner.stage_done(time.perf_counter() - t_start, time.perf_counter() - t0)
+        elapsed, took = time.perf_counter() - t_start, time.perf_counter() - t0
+        if sharded is not None:  # every rank re-plans from the same (slowest rank's) times
+            elapsed, took = sharded.slowest(elapsed, took)
+        planner.stage_done(elapsed, took)
         if planner.replanned:
             bar.total = t + len(planner.remaining)
     bar.close()
     guard_result = "chita"
     if ctx.guard:  # the whole path against one-shot magnitude pruning of the dense model
         t0 = time.perf_counter()
-        ours_w, ours_loss = sel.flatten(), heldout_loss(ctx)
+        # Fresh samples: the stage choices were made on ctx.held, so comparing there would
+        # favour the path. Accuracy first (for classifiers), then loss.
+        fresh = stream.take(max(heldout, GUARD_SAMPLES))
+        ours_w, ours = sel.flatten(), heldout_metrics(ctx, fresh)
         ours_bn = {k: v.clone() for k, v in model.state_dict().items()} if ctx.bn else None
         if ctx.bn:
             model.load_state_dict(dense_bn)
         sel.assign(dense_w)
         sel.assign(magnitude_masks(sel, k_from_sparsity(float(sparsity), sel.p)))
-        if heldout_loss(ctx) < ours_loss:
+        if _better(heldout_metrics(ctx, fresh), ours):
             guard_result = "mp"
         else:
             sel.assign(ours_w)
@@ -315,7 +376,7 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                 model.load_state_dict(ours_bn)
         timings["guard"] += time.perf_counter() - t0
     if eval_data is not None:
-        metrics["after"] = evaluate(model, loss_fn, eval_data)
+        metrics["after"] = evaluate_fn(model, loss_fn, eval_data)
     timings["total"] = time.perf_counter() - t_start
     masks = sel.masks()
     nnz = sum(int(m.sum()) for m in masks.values())
@@ -326,4 +387,5 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                        objective=last.get("objective"), lam=last.get("lam"),
                        lam_rel=last.get("lam_rel"), stages=stage_info, guard=guard_result,
                        timings=timings, metrics=metrics,
-                       scale=plan.describe() if plan is not None else {})
+                       scale=plan.describe() if plan is not None else {},
+                       distributed=None if sharded is None else sharded.summary())

@@ -54,24 +54,38 @@ class StageContext:
     solve_kwargs: dict
     progress: bool
     heldout_batch: int = 256
-    scale: object = None   # a ScalePlan (large models, disk stores): see scale_stage
+    sharded: object = None  # distributed.prune_stage.DistributedStage under torch.distributed
+    scale: object = None    # a ScalePlan (large models, disk stores): see scale_stage
 
 
 @torch.no_grad()
-def heldout_loss(ctx: StageContext) -> float:
-    """Mean loss of the model on the held-out samples (eval mode, in batches)."""
+def heldout_metrics(ctx: StageContext, samples=None) -> dict:
+    """Mean loss (and, for class-index targets, accuracy) of the model on held-out samples
+    (``ctx.held`` unless ``samples`` is given), eval mode, in batches."""
     model = ctx.model
     was = model.training
     model.eval()
-    x, y = ctx.held
+    x, y = ctx.held if samples is None else samples
     dev = next(model.parameters()).device
-    total = 0.0
+    total, correct, has_acc = 0.0, 0, True
     for a in range(0, len(x), ctx.heldout_batch):
         xb, yb = x[a:a + ctx.heldout_batch].to(dev), y[a:a + ctx.heldout_batch].to(dev)
-        total += float(ctx.loss_fn(model(xb), yb)) * len(xb)
+        out = model(xb)
+        total += float(ctx.loss_fn(out, yb)) * len(xb)
+        has_acc = has_acc and out.dim() == 2 and yb.dim() == 1 and not yb.is_floating_point()
+        if has_acc:
+            correct += int((out.argmax(1) == yb).sum())
     model.train(was)
     loss = total / max(1, len(x))
-    return loss if np.isfinite(loss) else float("inf")
+    return {"loss": loss if np.isfinite(loss) else float("inf"),
+            "accuracy": correct / max(1, len(x)) if has_acc else None}
+
+
+def heldout_loss(ctx: StageContext) -> float:
+    """Mean loss of the model on the held-out samples."""
+    if ctx.sharded is not None:  # the same batches shared over the ranks, the same value
+        return ctx.sharded.heldout_loss(ctx)
+    return heldout_metrics(ctx)["loss"]
 
 
 def _bn_state(model):
@@ -91,12 +105,14 @@ def _gradient_loss(ctx: StageContext, info: dict):
     T = fisher_mod.pick_temperature(ctx.model, ctx.loss_fn, x, y, share)
     if ctx.fisher == "auto" and T > 1.0:  # degenerate at T = 1: aim for the target share
         T = fisher_mod.pick_temperature(ctx.model, ctx.loss_fn, x, y, fisher_mod.TARGET_SHARE)
+    if ctx.sharded is not None:
+        T = ctx.sharded.agree(T)
     info["temperature"] = T
     return fisher_mod.tempered(ctx.loss_fn, T)
 
 
-def _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info):
-    """Search lam; returns the LamChoice whose candidate is a SolveResult."""
+def _local_candidates(ctx, store, w_bar, k, timings):
+    """``(scale, candidate)``: lam = rel * scale, ``candidate(rel)`` the SolveResult."""
     p = ctx.sel.p
     scale = store.fro_norm_sq() / p
     alpha = store.mean_grad.astype(np.float32) if ctx.grad_term else None
@@ -120,6 +136,13 @@ def _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info):
             last["w"] = res.w
         timings["solve"] += time.perf_counter() - t0
         return res
+    return scale, candidate
+
+
+def _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info):
+    """Search lam; returns the LamChoice whose candidate is a SolveResult."""
+    candidates = ctx.sharded.candidates if ctx.sharded is not None else _local_candidates
+    scale, candidate = candidates(ctx, store, w_bar, k, timings)
 
     def evaluate(rel):
         res = candidate(rel)
@@ -159,10 +182,13 @@ def run_stage(ctx: StageContext, t: int, s_t: float, k: int, timings: dict,
     if ctx.scale is not None:
         store = scale_stage.collect_for_stage(ctx, grad_loss, t)
     else:
-        store = collect_gradients(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
-                                  dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
-                                  stream=ctx.stream, progress=ctx.progress)
-    diag = fisher_mod.diagnose(store)
+        collect = ctx.sharded.collect_gradients if ctx.sharded is not None \
+            else collect_gradients
+        store = collect(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
+                        dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
+                        stream=ctx.stream, progress=ctx.progress)
+    diagnose = ctx.sharded.diagnose if ctx.sharded is not None else fisher_mod.diagnose
+    diag = diagnose(store)
     info["fisher"] = {"temperature": info.pop("temperature"),
                       "effective_rows": round(diag["effective_rows"], 1),
                       "zero_rows": round(diag["zero_rows"], 4)}

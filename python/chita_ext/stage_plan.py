@@ -6,6 +6,7 @@ import math
 from .schedules import sparsity_schedule
 
 MAX_AUTO_STAGES = 16  # the reference runs 16 stages at 90-98% sparsity
+RESERVE = 0.05  # share of a time budget kept for the work after the last stage
 
 
 def auto_stages(sparsity: float) -> int:
@@ -45,6 +46,7 @@ class StagePlanner:
         self.remaining = sparsity_schedule(self.final, int(stages), schedule)
         self.current = 0.0
         self.replanned = False
+        self._longest = 0.0
 
     def __iter__(self):
         return self
@@ -57,9 +59,13 @@ class StagePlanner:
 
     def stage_done(self, elapsed: float, stage_seconds: float) -> None:
         """Re-plan the stages left after one that took ``stage_seconds`` (``elapsed`` in all)."""
+        # The longest stage so far is the estimate: stage times vary with k and with what
+        # else the machine runs, and an over-run is worse than a stage fewer. A share of
+        # the budget is kept for what follows the stages (the final comparison).
+        self._longest = max(self._longest, stage_seconds)
         if self.budget is None or not self.remaining or stage_seconds <= 0:
             return
-        fit = int((self.budget - elapsed) // stage_seconds)
+        fit = int((self.budget * (1 - RESERVE) - elapsed) // self._longest)
         if fit < len(self.remaining):
             self.remaining = sparsity_schedule(self.final, max(1, fit), self.schedule,
                                                start=min(self.current, self.final))

@@ -4,12 +4,13 @@ from __future__ import annotations
 import io
 
 from .finetuning import evaluate
+from .progress import phase
 from .pruning import prune
 
 DEFAULT_CONFIGS = {
     "MP": {"method": "mp"},
-    "CHITA": {"method": "iht", "stages": 1},
-    "CHITA++": {"method": "iht", "stages": 5},
+    "CHITA": {"stages": 1},
+    "CHITA++": {},  # prune()'s defaults
 }
 
 
@@ -25,7 +26,8 @@ def sweep(model_factory, loss_fn, data, eval_data, sparsities, configs=None, *,
         As for :func:`chita_ext.prune`; ``eval_data`` gives the reported metrics.
     sparsities : sequence of float
     configs : dict, optional
-        ``{label: prune kwargs}``; default MP, CHITA (iht, 1 stage), CHITA++ (5 stages).
+        ``{label: prune kwargs}``; default MP, CHITA (one stage) and CHITA++ (prune()'s
+        defaults).
     on_result : callable, optional
         Called as ``on_result(label, sparsity, PruneResult)`` after each run.
     **common
@@ -44,20 +46,38 @@ def sweep(model_factory, loss_fn, data, eval_data, sparsities, configs=None, *,
     dense = evaluate(model_factory(), loss_fn, eval_data)
     rows = []
     pairs = [(s, label) for s in sparsities for label in configs]
-    if progress:
-        from tqdm.auto import tqdm
-        pairs = tqdm(pairs, desc="sweep", unit="run")
+    bar = phase(len(pairs), "sweep", unit="run", enabled=progress)
     for s, label in pairs:
-        kw = {**common, **configs[label]}
+        kw = {"progress": False, **common, **configs[label]}
         res = prune(model_factory(), loss_fn, data, s, eval_data=eval_data, **kw)
         after = res.metrics["after"]
         rows.append({"sparsity": s, "method": label, "accuracy": after.get("accuracy"),
                      "loss": after["loss"], "seconds": res.timings["total"],
                      "objective": res.objective, "lam_rel": res.lam_rel,
-                     "stages": len(res.stages)})
+                     "stages": len(res.stages), "mp_stages": sum(
+                         st.get("winner") == "mp" for st in res.stages),
+                     "guard": res.guard, "solver": res.method})
+        bar.update(1)
+        bar.set_postfix_str(f"{label} at {s:g}: {_cell(rows[-1])}")
         if on_result is not None:
             on_result(label, s, res)
     return {"dense": dense, "rows": rows}
+
+
+def _cell(row) -> str:
+    acc = row["accuracy"]
+    return (f"accuracy {100 * acc:.2f}%" if acc is not None else f"loss {row['loss']:.4g}") + \
+        f" in {row['seconds']:.1f} s"
+
+
+def won_by(row) -> str:
+    """Who won the stages of a run: "16/16 bso", "15/16 bso, 1 mp", "mp (guard)"..."""
+    if row.get("solver") == "mp":
+        return "mp"
+    if row.get("guard") == "mp":
+        return "mp (one-shot, guard)"
+    n, mp = row["stages"], row.get("mp_stages", 0)
+    return f"{n - mp}/{n} {row.get('solver')}" + (f", {mp} mp" if mp else "")
 
 
 def format_table(result: dict) -> str:
@@ -66,14 +86,18 @@ def format_table(result: dict) -> str:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     metric = "accuracy" if dense.get("accuracy") is not None else "loss"
     fmt = (lambda v: f"{100 * v:.2f}") if metric == "accuracy" else (lambda v: f"{v:.4f}")
+    solvers = [m for m in methods if any(r["method"] == m and "stages" in r and
+                                         r.get("solver") != "mp" for r in rows)]
     head = ["sparsity", "dense"] + [f"{m} {'acc %' if metric == 'accuracy' else 'loss'}"
-                                   for m in methods] + [f"{m} time s" for m in methods]
+                                   for m in methods] + [f"{m} time s" for m in methods] + \
+        [f"{m} stages won" for m in solvers]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by = {(r["sparsity"], r["method"]): r for r in rows}
     for s in dict.fromkeys(r["sparsity"] for r in rows):
         cells = [f"{s:.2f}", fmt(dense[metric])]
         cells += [fmt(by[(s, m)][metric]) if (s, m) in by else "" for m in methods]
         cells += [f"{by[(s, m)]['seconds']:.1f}" if (s, m) in by else "" for m in methods]
+        cells += [won_by(by[(s, m)]) if (s, m) in by else "" for m in solvers]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -46,6 +46,12 @@ class CommStats:
             defaultdict(int, {k: self.bytes[k] - earlier.bytes.get(k, 0) for k in kinds}),
             defaultdict(int, {k: self.calls[k] - earlier.calls.get(k, 0) for k in kinds}))
 
+    def merge(self, counts: dict) -> None:
+        """Add the counts of another rank-local record (``CommStats.as_dict()`` form)."""
+        for kind, nbytes in counts.get("bytes", {}).items():
+            self.bytes[kind] += int(nbytes)
+            self.calls[kind] += int(counts.get("calls", {}).get(kind, 0))
+
     def as_dict(self) -> dict:
         """Plain dict: ``{"bytes": {...}, "calls": {...}, "total_bytes", "total_calls"}``."""
         return {"bytes": dict(self.bytes), "calls": dict(self.calls),
@@ -129,6 +135,22 @@ class Comm:
         dist.all_to_all_single(recv, send, [int(c) for c in recv_counts],
                                [int(c) for c in send_counts], group=self.group)
         return recv
+
+    def all_gather(self, t: torch.Tensor, sizes=None) -> torch.Tensor:
+        """Every rank's 1-D tensor (lengths may differ), concatenated in rank order.
+
+        ``sizes`` (every rank's length) saves the all-reduce that otherwise finds them. Each
+        rank's piece is padded to the longest, so the payload is ``max(sizes)`` elements.
+        """
+        sizes = self.gather_ints(t.numel(), "all_gather") if sizes is None else list(sizes)
+        width = max(int(s) for s in sizes)
+        pad = torch.zeros(width, dtype=t.dtype, device=self.device)
+        pad[:t.numel()] = self._staged(t.reshape(-1))
+        parts = [torch.empty_like(pad) for _ in range(self.size)]
+        self.stats.add("all_gather", _nbytes(pad))
+        dist.all_gather(parts, pad, group=self.group)
+        out = torch.cat([piece[:int(s)] for piece, s in zip(parts, sizes)])
+        return out if out.device == t.device else out.to(t.device)
 
     def sum_scalars(self, *values: float) -> list:
         """All-reduce SUM of a few float64 scalars in one call."""

@@ -88,7 +88,8 @@ def _exchange(comm: Comm, send: torch.Tensor, send_counts, recv_counts) -> torch
 def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
                       dtype: str = "float32", batch_rows: int = 1, out=None,
                       chunk: int | None = None, max_chunk_bytes: int = 256 << 20,
-                      sharded_data: bool = False, group=None) -> ShardedGradientStore:
+                      sharded_data: bool = False, stream=None, group=None,
+                      stats=None) -> ShardedGradientStore:
     """:func:`chita_ext.collect_gradients` over the ranks of a process group.
 
     Collective. Every rank must hold the same model weights. Parameters are those of the
@@ -106,16 +107,27 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
     sharded_data : bool
         False: every rank iterates the same ``data`` and takes its block of rows from it.
         True: each rank's ``data`` holds just its own samples, in global row order.
+    stream : SampleStream, optional
+        Draw from this stream instead of a fresh pass over ``data`` (CHITA++ sub-samples),
+        the same stream state on every rank (``sharded_data=False`` only). Every rank
+        draws all ``n * batch_rows`` samples from it, skipping those of the other ranks'
+        rows, so it is left where the single-process :func:`chita_ext.collect_gradients`
+        leaves it.
     group : torch.distributed.ProcessGroup, optional
+    stats : CommStats, optional
+        Count this call's collectives here (a fresh record by default).
 
     Returns
     -------
     ShardedGradientStore
         This rank's columns for all n rows, with its slice of the mean gradient.
     """
-    comm = Comm(group)
+    comm = Comm(group, stats)
     R, rank = comm.size, comm.rank
     sel = resolve_params(model, params)
+    if stream is not None and sharded_data:
+        raise ValueError("stream= draws every rank's rows from one shared stream; it cannot "
+                         "be combined with sharded_data=True")
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}; pass 'float32' or 'bfloat16'")
     if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
@@ -128,7 +140,7 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
     size = data_size(data)
     need = (re - rb) * m if sharded_data else re * m
     problem = None
-    if size is not None and need > size:
+    if stream is None and size is not None and need > size:
         problem = f"rank {rank}: data has {size} samples but its rows need {need}"
     agreed = comm.gather_objects((p, rows, dtype, bool(sharded_data), problem))
     if any(a[:4] != agreed[0][:4] for a in agreed):
@@ -147,7 +159,8 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
     store.names, store.shapes = list(sel.names), [tuple(t.shape) for t in sel.params]
     store.batch_rows, store.n_samples = m, rows * m
     store.scale = math.sqrt(m / rows)
-    stream = SampleStream(data, cycle=False)
+    shared = stream is not None
+    stream = stream if shared else SampleStream(data, cycle=False)
     if not sharded_data:
         _skip(stream, rb * m, chunk * m)
     chunks = per_sample_gradients(model, loss_fn, data, (re - rb) * m, params=sel,
@@ -175,6 +188,9 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
                 block = recv[at:at + cq * (ce - cb)].reshape(cq, ce - cb)
                 store.buffer[:, a + t * chunk:a + t * chunk + cq].copy_(block.T)
                 at += cq * (ce - cb)
+    chunks.close()  # the model's train/eval mode is restored here
+    if shared:  # leave the shared stream after all rows, as the single-process call does
+        _skip(stream, (rows - re) * m, chunk * m)
     # The mean gradient: every rank's column sums for my columns, added in rank order.
     parts = _exchange(comm, total.to(comm.device), [b - a for a, b in col_blocks],
                       [ce - cb] * R).cpu().reshape(R, ce - cb)

@@ -79,7 +79,7 @@ class RssSampler:
         self._t.join()
 
 
-def bench_net(name, sparsity, n_samples, batch_rows, log):
+def bench_net(name, sparsity, n_samples, batch_rows, log, extra=None):
     torch.manual_seed(0)
     model = NETS[name]()
     data = SyntheticImages()
@@ -89,6 +89,7 @@ def bench_net(name, sparsity, n_samples, batch_rows, log):
         kw["n_samples"] = n_samples
     if batch_rows is not None:
         kw["batch_rows"] = batch_rows
+    kw.update(extra or {})
     with RssSampler() as rss:
         t0 = time.perf_counter()
         res = chita_ext.prune(model, torch.nn.CrossEntropyLoss(), data, sparsity, **kw)
@@ -113,7 +114,8 @@ def bench_net(name, sparsity, n_samples, batch_rows, log):
         "winner": st.get("winner"), "heldout_loss": st.get("heldout_loss"),
         "mp_heldout_loss": st.get("mp_heldout_loss"), "guard": res.guard,
         "load_start": round(load0[0], 2), "load_end": round(load1[0], 2),
-        "reasons": res.scale["reasons"],
+        "reasons": res.scale["reasons"], "overrides": {k: str(v) for k, v in kw.items()},
+        "nice": os.nice(0),
     }
     log(json.dumps(row))
     return row
@@ -152,6 +154,11 @@ def main():
     ap.add_argument("--sparsity", type=float, default=0.9)
     ap.add_argument("--n-samples", type=int, default=None)
     ap.add_argument("--batch-rows", type=int, default=None)
+    ap.add_argument("--heldout", type=int, default=None, help="override (say so)")
+    ap.add_argument("--bn-samples", type=int, default=None, help="override (say so)")
+    ap.add_argument("--no-guard", action="store_true", help="guard=False (say so)")
+    ap.add_argument("--store", choices=("ram", "disk"), default=None,
+                    help="scale={'store': ...} override")
     ap.add_argument("--out", default=None, help="markdown file for the table")
     ap.add_argument("--json", default=None, help="append each row as a JSON line here")
     args = ap.parse_args()
@@ -163,10 +170,20 @@ def main():
             with open(args.json, "a") as f:
                 f.write(s + "\n")
     for name in args.nets.split(","):
-        rows.append(bench_net(name, args.sparsity, args.n_samples, args.batch_rows, log))
+        extra = {}
+        if args.heldout is not None:
+            extra["heldout"] = args.heldout
+        if args.bn_samples is not None:
+            extra["bn_samples"] = args.bn_samples
+        if args.no_guard:
+            extra["guard"] = False
+        if args.store is not None:
+            extra["scale"] = {"store": args.store}
+        rows.append(bench_net(name, args.sparsity, args.n_samples, args.batch_rows, log,
+                              extra))
     cmd = "python bench/bench_scale.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if v is not None and k not in ("out", "json"))
+        if v not in (None, False) and k not in ("out", "json"))
     text = to_markdown(rows, cmd)
     print(text)
     if args.out:

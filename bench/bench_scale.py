@@ -144,7 +144,8 @@ def to_markdown(rows, cmd):
         out.append(f"- {r['net']}: lam_rel {r['lam_rel']:.3g} (tried {r['lam_tried']}), "
                    f"block {r['block']}, block-diagonal objective {r['block_objective']:.6g}, "
                    f"held-out loss {r['heldout_loss']:.5g} (MP {r['mp_heldout_loss']:.5g}), "
-                   f"winner {r['winner']}, guard {r['guard']}; planner: {'; '.join(r['reasons'])}")
+                   f"winner {r['winner']}, guard {r['guard']}; planner: {'; '.join(r['reasons'])}; "
+                   f"overrides of prune()'s defaults: {r['overrides'] or 'none'}; nice {r['nice']}")
     return "\n".join(out) + "\n"
 
 

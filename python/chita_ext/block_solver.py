@@ -112,12 +112,18 @@ class BlockSolver:
         Worker threads (blocks in parallel).
     panel_bytes, worker_bytes : int
         Bytes of a panel read from the source, and of one worker's batch.
+    col_scale : float, optional
+        The mean squared norm of a column of A (``||A||_F^2 / p``). The blocks are solved
+        on ``A / sqrt(col_scale)`` (lam and alpha rescaled to match, objectives scaled
+        back): the same solutions, but float32 Gram products of O(1), never of
+        denormal-sized gradients (a network whose gradients are ~1e-19 per entry would
+        otherwise square them below float32's smallest normal number).
     progress : bool
     """
 
     def __init__(self, source, w_bar, k: int, sizes, *, block_size: int = BLOCK_SIZE,
                  alpha=None, threads: int = 1, panel_bytes: int = PANEL_BYTES,
-                 worker_bytes: int = WORKER_BYTES, progress: bool = False):
+                 worker_bytes: int = WORKER_BYTES, col_scale=None, progress: bool = False):
         self.source, self.p, self.n = source, int(source.p), int(source.n)
         if int(sum(sizes)) != self.p:
             raise ValueError(f"layer sizes sum to {int(sum(sizes))}, not p={self.p}")
@@ -126,7 +132,13 @@ class BlockSolver:
         self.k, self.B = int(k), int(min(block_size, max(sizes)))
         self.starts, self.lens = cut_blocks(sizes, self.B)
         self.w = torch.from_numpy(np.asarray(w_bar, dtype=np.float64))
-        self.alpha = None if alpha is None else torch.from_numpy(np.asarray(alpha, np.float64))
+        if col_scale is not None and not col_scale > 0:
+            raise ValueError(f"col_scale={col_scale} must be > 0 (||A||_F^2 / p)")
+        # work on c A: lam -> c^2 lam, alpha -> c^2 alpha, objective -> c^2 objective
+        self.c2 = 1.0 if col_scale is None else 1.0 / float(col_scale)
+        self.c = float(np.sqrt(self.c2))
+        self.alpha = None if alpha is None else \
+            torch.from_numpy(np.asarray(alpha, np.float64) * self.c2)
         share = self.k / self.p
         self.caps = torch.tensor([bp.path_cap(int(s), share) for s in self.lens])
         self.T = int(self.caps.max())
@@ -174,6 +186,8 @@ class BlockSolver:
             for i in range(nb):
                 s = int(self.starts[a + i]) - c0
                 X[i, :lens[i]] = panel[s:s + lens[i]]
+        if self.c != 1.0:
+            X = X * self.c  # a new float32 batch: the panel itself is never changed
         pos = torch.from_numpy(self.starts[a:b]).unsqueeze(1) + torch.arange(B).unsqueeze(0)
         valid = torch.arange(B).unsqueeze(0) < torch.from_numpy(lens).unsqueeze(1)
         pos = torch.where(valid, pos, 0)
@@ -297,6 +311,8 @@ class BlockSolver:
         centre = float(centre) if centre is not None else sorted(lams)[len(lams) // 2]
         if centre not in lams:
             lams = lams + [centre]
+        user_lams, c2 = lams, self.c2
+        lams, centre_user, centre = [v * c2 for v in lams], centre, centre * c2
         t0 = time.perf_counter()
         self.order, gains = self._score(lams, centre)
         kbs = {lam: bp.allocate(gains[lam], self.k) for lam in lams}
@@ -304,20 +320,20 @@ class BlockSolver:
         seconds = time.perf_counter() - t0
         R_mp, _, dd_mp, aw_mp = sums["mp"]
         results = []
-        for lam in lams:
+        for lam, lam_user in zip(lams, user_lams):
             R, ad2, dd, aw = sums[lam]
             kb = kbs[lam]
             sat = int(((kb == self.caps) & (self.caps < torch.from_numpy(self.lens))).sum())
-            f = 0.5 * float((R * R).sum()) + 0.5 * lam * dd + aw
-            f_mp = 0.5 * float((R_mp * R_mp).sum()) + 0.5 * lam * dd_mp + aw_mp
+            f = (0.5 * float((R * R).sum()) + 0.5 * lam * dd + aw) / c2
+            f_mp = (0.5 * float((R_mp * R_mp).sum()) + 0.5 * lam * dd_mp + aw_mp) / c2
             w = sols[lam]["w"].numpy()
             results.append(SolveResult(
                 w=w, support=np.flatnonzero(sols[lam]["keep"].numpy()), objective=f,
                 history=np.array([f]), iterations=0, seconds=seconds, method="block",
                 converged=True,
-                info={"lam": lam, "mp_objective": f_mp,
-                      "block_objective": 0.5 * ad2 + 0.5 * lam * dd + aw,
+                info={"lam": lam_user, "mp_objective": f_mp,
+                      "block_objective": (0.5 * ad2 + 0.5 * lam * dd + aw) / c2,
                       "blocks": len(self.starts), "block_size": self.B, "path_cap": self.T,
                       "saturated": sat, "kept": int(kb.sum()), "passes": self.passes,
-                      "centre_lam": centre}))
+                      "centre_lam": centre_user}))
         return results

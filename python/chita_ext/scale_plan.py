@@ -17,8 +17,8 @@ Peak RSS (bytes) is then bounded by (see :meth:`ScalePlan.memory` and docs/pruni
 "Large models")::
 
     peak = base + store_ram + max(gradient phase, solve phase)
-    gradient phase = chunk activations + per-row gradients of a chunk + tile + 8 p
-    solve phase    = panels + threads * batch + lam window (4 p per lam) + paths + 24 p
+    gradient phase = 1.5 x chunk (activations, scratch, output gradients) + tile + 8 p
+    solve phase    = panels + threads * batch + lam window (5 p per lam) + paths + 24 p
 
 with ``base`` the process before the first stage (torch, model, held-out samples).
 """

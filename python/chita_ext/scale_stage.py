@@ -61,7 +61,8 @@ def block_lam_search(ctx, store, w_bar, k, timings, start_rel, info) -> LamChoic
     t0 = time.perf_counter()
     solver = BlockSolver(columns_of(store), w_bar, k, ctx.sel.sizes,
                          block_size=plan.block_size, alpha=alpha, threads=plan.threads,
-                         panel_bytes=plan.panel_bytes, progress=ctx.progress)
+                         panel_bytes=plan.panel_bytes, col_scale=scale,
+                         progress=ctx.progress)
     cache, first = {}, [True]
     setup = time.perf_counter() - t0
     solve_seconds = [setup]

@@ -121,6 +121,10 @@ def bench_net(name, sparsity, n_samples, batch_rows, log, extra=None):
     return row
 
 
+def _fmt(v):
+    return "n/a" if v is None else f"{v:.5g}"
+
+
 def to_markdown(rows, cmd):
     out = ["# prune() at paper scale: MobileNetV1 and ResNet50, 90% sparsity, defaults", "",
            f"`{cmd}`", "", f"Machine: {describe()}; torch {torch.__version__}, "
@@ -143,7 +147,7 @@ def to_markdown(rows, cmd):
     for r in rows:
         out.append(f"- {r['net']}: lam_rel {r['lam_rel']:.3g} (tried {r['lam_tried']}), "
                    f"block {r['block']}, block-diagonal objective {r['block_objective']:.6g}, "
-                   f"held-out loss {r['heldout_loss']:.5g} (MP {r['mp_heldout_loss']:.5g}), "
+                   f"held-out loss {r['heldout_loss']:.5g} (MP {_fmt(r['mp_heldout_loss'])}), "
                    f"winner {r['winner']}, guard {r['guard']}; planner: {'; '.join(r['reasons'])}; "
                    f"overrides of prune()'s defaults: {r['overrides'] or 'none'}; nice {r['nice']}")
     return "\n".join(out) + "\n"

@@ -13,7 +13,7 @@ a :class:`ScalePlan`:
 - **block approximation**: from ``BLOCK_MIN_P`` weights on, or whenever the store is on
   disk (the exact solver needs A in RAM).
 
-Peak RSS (bytes) is then bounded by (see :meth:`ScalePlan.memory` and docs/pruning.md,
+Peak RSS (bytes) is then estimated as (an estimate: 11% low on ResNet50, see :meth:`ScalePlan.memory` and docs/pruning.md,
 "Large models")::
 
     peak = base + store_ram + max(gradient phase, solve phase)

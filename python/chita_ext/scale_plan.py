@@ -13,8 +13,8 @@ a :class:`ScalePlan`:
 - **block approximation**: from ``BLOCK_MIN_P`` weights on, or whenever the store is on
   disk (the exact solver needs A in RAM).
 
-Peak RSS (bytes) is then estimated as (an estimate: 11% low on ResNet50, see :meth:`ScalePlan.memory` and docs/pruning.md,
-"Large models")::
+Peak RSS (bytes) is then estimated as (an estimate, 11% low on ResNet50; see
+:meth:`ScalePlan.memory` and docs/pruning.md, "Large models")::
 
     peak = base + store_ram + max(gradient phase, solve phase)
     gradient phase = 1.5 x chunk (activations, scratch, output gradients) + tile + 8 p

@@ -398,6 +398,11 @@ class PerSampleEngine:
 
     def chunk_rows(self, budget: int, m: int, rows: int) -> int:
         """Rows per chunk keeping activations and per-row scratch under ``budget`` bytes."""
+        return int(max(1, min(rows, budget // max(self.row_bytes(m), 1))))
+
+    def row_bytes(self, m: int) -> int:
+        """Bytes one row of m samples takes in a chunk: its activations plus one layer's
+        scratch (hooks), its per-row gradients (vmap); measured by :meth:`probe`."""
         per_row = 0
         if self.layers:
             scratch = 0
@@ -415,7 +420,7 @@ class PerSampleEngine:
         if self.fallback:
             p_fb = sum(self.sel.params[i].numel() for i in self.fallback)
             per_row += 2 * 4 * p_fb
-        return int(max(1, min(rows, budget // max(per_row, 1))))
+        return int(per_row)
 
     def run(self, x, y, c: int, m: int, sink, scale: float = 1.0) -> None:
         """Row gradients (times ``scale``) of the chunk ``x`` (c m samples) into ``sink``."""

@@ -19,6 +19,8 @@ from .gradients import SampleStream, data_size
 from .lam_search import START_REL
 from .params import k_from_sparsity, magnitude_masks, resolve_params, select_params
 from .progress import phase
+from .scale_plan import (SCALE_MIN_P, default_samples, estimate_stage_seconds,
+                         measure_row_bytes, plan_scale)
 from .schedules import SCHEDULES
 from .stage import StageContext, run_stage
 from .stage_plan import StagePlanner, auto_stages
@@ -66,6 +68,9 @@ class PruneResult:
         finetune, total.
     metrics : dict
         ``{"before": {...}, "after": {...}}`` from ``eval_data`` (loss, accuracy).
+    scale : dict
+        What the memory planner chose (store dtype and place, block approximation,
+        samples, predicted peak memory) and why; see docs/pruning.md, "Large models".
     distributed : dict or None
         Under torch.distributed: ``ranks``, this ``rank``, ``backend`` and the payload
         bytes of this rank's collectives (``comm``); None for a single-process run.
@@ -88,11 +93,13 @@ class PruneResult:
     timings: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     distributed: dict | None = None
+    scale: dict = field(default_factory=dict)
 
     def report(self) -> dict:
         """JSON-ready summary (no tensors)."""
         keys = ("method", "target_sparsity", "sparsity", "k", "p", "objective", "lam",
-                "lam_rel", "guard", "guard_detail", "densities", "stages", "timings", "metrics")
+                "lam_rel", "guard", "guard_detail", "densities", "stages", "timings", "metrics",
+                "scale")
         rep = {k: getattr(self, k) for k in keys}
         if self.distributed is not None:
             rep["distributed"] = self.distributed
@@ -130,7 +137,7 @@ def _torch_threads(threads):
 
 def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid,
               method, fisher, time_budget, bn_samples, heldout, threads, max_iter,
-              finetune_steps):
+              finetune_steps, batch_rows=None, dtype="auto"):
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
@@ -138,8 +145,13 @@ def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, 
     if isinstance(sparsity, bool) or not isinstance(sparsity, (float, int)) \
             or not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity={sparsity!r} must be a number in [0, 1), e.g. 0.9")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise ValueError(f"n_samples={n_samples!r} must be a positive int")
+    for name, v in (("n_samples", n_samples), ("batch_rows", batch_rows)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"{name}={v!r} must be a positive int or None (the default)")
+    if n_samples is not None and batch_rows is not None and batch_rows > n_samples:
+        raise ValueError(f"batch_rows={batch_rows} must be <= n_samples={n_samples}")
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"dtype={dtype!r}; pass 'auto', 'float32' or 'bfloat16'")
     check_data(data, n_samples)
     if stages != "auto" and (isinstance(stages, bool) or not isinstance(stages, (int, np.integer))
                              or stages < 1):
@@ -169,13 +181,13 @@ def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, 
 
 
 def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
-          schedule: str = "poly", time_budget=None, n_samples: int = 1000, lam="auto",
+          schedule: str = "poly", time_budget=None, n_samples=None, lam="auto",
           lam_grid=None, fisher: str = "auto", grad_term: bool = False,
           recalibrate_bn: bool = True, bn_samples: int = 1024, guard: bool = True,
-          params=None, dtype: str = "float32", batch_rows: int = 1, max_iter: int = 100,
+          params=None, dtype: str = "auto", batch_rows=None, max_iter: int = 100,
           tol: float = 1e-6, threads=None, heldout: int = 512, eval_data=None,
           finetune_steps: int = 0, finetune_lr: float = 0.01, out=None,
-          progress: bool = True, solve_kwargs=None) -> PruneResult:
+          progress: bool = True, solve_kwargs=None, scale=None) -> PruneResult:
     """Prune ``model`` in place to ``sparsity`` with CHITA++ (``stages=1``: one-shot CHITA).
 
     The defaults are the most accurate pipeline we measured within a few minutes
@@ -209,8 +221,10 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
         Seconds for the whole call. The stages left are re-planned after each stage so that
         they fit (the final sparsity is always reached, so at least one stage runs however
         long it takes). Default: 300 s with ``stages="auto"``, no limit with a fixed count.
-    n_samples : int
-        Samples per gradient matrix (per stage).
+    n_samples : int, optional
+        Samples per gradient matrix (per stage). Default: 1000 (one per row); from 2M
+        prunable weights on, the paper's 500 rows of ``batch_rows`` = 16 samples
+        (docs/pruning.md, "Large models").
     lam : "auto" or float
         Ridge weight. A float is absolute. ``"auto"`` chooses at every stage, on held-out
         loss, a relative value lam = rel * ||A||_F^2 / p: a downhill search on a
@@ -232,10 +246,12 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
         lower, and at the end compare with one-shot magnitude pruning of the dense model.
     params : None, list of str or PrunableParams
         Weights to prune; default: conv and linear weights.
-    dtype : {"float32", "bfloat16"}
-        Storage of the gradient matrix A.
-    batch_rows : int
-        Samples averaged per row of A (see :func:`collect_gradients`).
+    dtype : {"auto", "float32", "bfloat16"}
+        Storage of the gradient matrix A; ``"auto"``: float32 when it fits the memory
+        comfortably, else bfloat16 (the memory planner, see ``scale``).
+    batch_rows : int, optional
+        Samples averaged per row of A (see :func:`collect_gradients`); default 1, or 16
+        from 2M prunable weights on.
     max_iter, tol, threads : solver settings (iterative methods).
     heldout : int
         Training samples held out (never used for gradients) for every choice.
@@ -244,12 +260,19 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     finetune_steps : int
         Gradual pruning: SGD steps (masks enforced) after every stage.
     out : path, optional
-        Memory-map A to this file (reused each stage).
+        Memory-map A to this file (reused each stage); for a large model, the disk store
+        of A goes there.
     progress : bool
         One progress bar (or, off a terminal, one line) per long phase (rank 0 only under
         torch.distributed).
     solve_kwargs : dict, optional
         Extra keyword arguments for :func:`chita_ext.solve`.
+    scale : dict, optional
+        Overrides of the memory planner (:func:`chita_ext.scale_plan.plan_scale`):
+        ``ram_budget`` (bytes), ``store`` ("ram"/"disk"), ``block`` (bool: the block
+        approximation instead of the exact backsolve), ``block_size``, ``scratch``
+        (directory of temporary disk stores), ``chunk_bytes``, ``panel_bytes``,
+        ``tile_bytes``. ``result.scale`` says what was chosen and why.
 
     Notes
     -----
@@ -267,8 +290,10 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     t_start = time.perf_counter()
     _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid,
               method, fisher, time_budget, bn_samples, heldout, threads, max_iter,
-              finetune_steps)
+              finetune_steps, batch_rows, dtype)
     sel = resolve_params(model, params) if params is not None else select_params(model)
+    # 1000 samples, one per row; from SCALE_MIN_P weights on the paper's 500 rows of 16
+    n_samples, batch_rows = default_samples(sel.p, n_samples, batch_rows)
     from .distributed.prune_stage import distributed_stage
     sharded = distributed_stage(method, (float(sparsity), method, stages, schedule,
                                          time_budget, int(n_samples), lam, lam_grid, heldout,
@@ -290,6 +315,17 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     # fails here, in one line, before any gradient work.
     check_model_fits(model, loss_fn, data, batch=None if held is None else
                      (held[0][:8], held[1][:8]))
+    plan = None
+    if needs_heldout and sharded is None:  # where A lives, its dtype, the solver (scale_plan)
+        plan = plan_scale(sel.p, k_from_sparsity(float(sparsity), sel.p), n_samples=n_samples,
+                          batch_rows=batch_rows, dtype=dtype, out=out, method=method,
+                          threads=resolve_threads(threads), options=scale,
+                          row_bytes=measure_row_bytes(model, loss_fn, sel, *held)
+                          if sel.p >= SCALE_MIN_P else None)
+        dtype = plan.dtype
+    elif dtype == "auto":
+        dtype = "float32"
+    check_data(data, n_samples)
     timings = dict.fromkeys(("gradients", "solve", "lam_search", "guard", "finetune", "bn"), 0.0)
     kw = dict(max_iter=max_iter, tol=tol, threads=threads, **(solve_kwargs or {}))
     ctx = StageContext(model=model, loss_fn=loss_fn, data=data, sel=sel, stream=stream,
@@ -298,11 +334,17 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                        grad_term=grad_term, bn=recalibrate_bn and has_batchnorm(model)
                        and method != "mp", bn_samples=bn_samples, guard=guard and needs_heldout,
                        dtype=dtype, batch_rows=batch_rows, out=out, solve_kwargs=kw,
-                       progress=progress, sharded=sharded)
+                       progress=progress, sharded=sharded,
+                       scale=plan if plan is not None and plan.active else None)
     dense_w = sel.flatten() if ctx.guard else None
     dense_bn = {k: v.clone() for k, v in model.state_dict().items()} if ctx.guard and ctx.bn \
         else None
     planner = StagePlanner(float(sparsity), n_stages, schedule, time_budget)
+    if ctx.scale is not None and stages == "auto" and time_budget is not None:
+        # a large model: fit the plan to the budget before the first stage, not after it
+        planner.stage_done(0.0, estimate_stage_seconds(model, loss_fn, held, plan, heldout,
+                                                       bn_samples))
+        n_stages = len(planner.remaining)
     bar = phase(n_stages, "CHITA++ stages", unit="stage", enabled=progress and n_stages > 1)
     stage_info, start_rel = [], START_REL
     for t, s_t in enumerate(planner, start=1):
@@ -375,4 +417,5 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                        lam_rel=last.get("lam_rel"), stages=stage_info, guard=guard_result,
                        guard_detail=guard_detail,
                        timings=timings, metrics=metrics,
+                       scale=plan.describe() if plan is not None else {},
                        distributed=None if sharded is None else sharded.summary())

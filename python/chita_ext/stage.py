@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import fisher as fisher_mod
+from . import scale_stage
 from .finetuning import recalibrate_bn
 from .gradients import collect_gradients
 from .lam_search import LamChoice, search_grid, search_lam
@@ -54,6 +55,7 @@ class StageContext:
     progress: bool
     heldout_batch: int = 256
     sharded: object = None  # distributed.prune_stage.DistributedStage under torch.distributed
+    scale: object = None    # a ScalePlan (large models, disk stores): see scale_stage
 
 
 @torch.no_grad()
@@ -177,10 +179,14 @@ def run_stage(ctx: StageContext, t: int, s_t: float, k: int, timings: dict,
 
     t0 = time.perf_counter()
     grad_loss = _gradient_loss(ctx, info)
-    collect = ctx.sharded.collect_gradients if ctx.sharded is not None else collect_gradients
-    store = collect(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
-                    dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
-                    stream=ctx.stream, progress=ctx.progress)
+    if ctx.scale is not None:
+        store = scale_stage.collect_for_stage(ctx, grad_loss, t)
+    else:
+        collect = ctx.sharded.collect_gradients if ctx.sharded is not None \
+            else collect_gradients
+        store = collect(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
+                        dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
+                        stream=ctx.stream, progress=ctx.progress)
     diagnose = ctx.sharded.diagnose if ctx.sharded is not None else fisher_mod.diagnose
     diag = diagnose(store)
     info["fisher"] = {"temperature": info.pop("temperature"),
@@ -195,14 +201,19 @@ def run_stage(ctx: StageContext, t: int, s_t: float, k: int, timings: dict,
     timings["gradients"] += time.perf_counter() - t0
 
     bar = phase(None, f"stage {t} lam search + solve", unit="eval", enabled=ctx.progress)
-    choice = _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info)
+    if ctx.scale is not None and ctx.scale.block:
+        choice = scale_stage.block_lam_search(ctx, store, w_bar, k, timings, start_rel, info)
+    else:
+        choice = _solve_candidates(ctx, store, w_bar, k, timings, start_rel, info)
     bar.update(max(1, choice.evaluations))
     res = choice.candidate
     info.update(lam=choice.rel * info["lam_scale"], lam_rel=choice.rel,
                 objective=float(res.objective), iterations=int(res.iterations),
                 solve_seconds=float(res.seconds), heldout_loss=choice.loss,
-                lam_tried=[[r, l] for r, l in choice.tried], winner=ctx.method)
+                lam_tried=[[r, l] for r, l in choice.tried],
+                winner="block" if ctx.scale is not None and ctx.scale.block else ctx.method)
     info["stop_reason"] = res.info.get("stop_reason") if res.info else None
+    scale_stage.release(store)
     del store
     best_w, best_loss = res.w, choice.loss
 

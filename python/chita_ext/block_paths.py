@@ -1,0 +1,261 @@
+"""The block-diagonal problem on a batch of blocks: greedy paths and exact block solves.
+
+With the Fisher ``A^T A`` replaced by its diagonal blocks (each block a run of at most B
+weights inside one layer), the objective splits into one small problem per block. In the
+block's own coordinates, with ``d = w - w_bar``, ``G = A_B^T A_B`` (B x B) and
+``H = G + lam I``::
+
+    f_B(d) = 1/2 d^T H d + alpha_B^T (w_bar_B + d),    d_j = -w_bar_j off the support.
+
+Everything a block needs is ``G`` and its slice of ``w_bar`` (and ``alpha``), so a block's
+columns are read once per pass. The functions here work on a batch of ``nb`` blocks
+padded to one size B (``valid`` marks real weights), in float64 except the Gram products.
+
+Greedy path (forward selection from the empty support): freeing weight j lowers f_B by
+exactly ``g_j^2 / (2 s_j)``, with ``g = H d + alpha`` the gradient at the current optimum
+and ``s_j`` the Schur complement of the support in ``H`` (one Cholesky-like column per
+weight added, kept in ``V``). :func:`greedy_paths` adds ``step`` weights at a time (the
+``step`` largest gains; ``step=1`` is exact greedy) and records each addition's exact
+marginal decrease, which is what the global budget is shared on (:func:`allocate`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+TINY = 1e-300
+
+
+def path_cap(size: int, share: float) -> int:
+    """How far a block's path goes: a little past its proportional share of the budget
+    (twice it plus 16, as the C++ ``method="block"``), at most the block's size."""
+    return int(min(size, 2 * math.ceil(share * size) + 16))
+
+
+def gram(X: torch.Tensor) -> torch.Tensor:
+    """``X X^T`` for a batch ``X`` of shape (nb, B, n) (rows = columns of A), float32."""
+    Xf = X if X.dtype == torch.float32 else X.float()
+    return torch.bmm(Xf, Xf.transpose(1, 2))
+
+
+def greedy_paths(G, w, valid, lam: float, caps, alpha=None, step: int = 1):
+    """Forward-selection paths of a batch of blocks, with every addition's exact gain.
+
+    Parameters
+    ----------
+    G : torch.Tensor, (nb, B, B) float32
+        Block Grams ``A_B^T A_B`` (:func:`gram`; zero rows/columns on padding).
+    w : torch.Tensor, (nb, B) float64
+        ``w_bar`` of each block (0 on padding).
+    valid : torch.Tensor, (nb, B) bool
+        Real weights (False on padding).
+    lam : float
+        Ridge weight, > 0.
+    caps : torch.Tensor, (nb,) int64
+        Path length of each block (at most its number of valid weights).
+    alpha : torch.Tensor, (nb, B) float64, optional
+        Linear term.
+    step : int
+        Weights added per update (the ``step`` largest gains; 1 is exact greedy). The
+        gains recorded are exact for the order taken either way.
+
+    Returns
+    -------
+    order : torch.Tensor, (nb, T) int64
+        Block-local index of the t-th weight added (-1 past the block's cap), T = max cap.
+    gains : torch.Tensor, (nb, T) float64
+        Decrease of f_B when that weight is added after the ones before it (-inf past the
+        cap).
+
+    Notes
+    -----
+    ``G`` and the factor rows ``V`` are float32 (the bulk of the memory traffic); the
+    gradient ``g`` and the Schur complements ``s`` are float64, and ``s`` is kept >= lam,
+    its exact lower bound, so rounding never makes a weight look free to add.
+    """
+    if not lam > 0:
+        raise ValueError(f"lam={lam} must be > 0 for the block approximation")
+    nb, B, _ = G.shape
+    T = int(caps.max()) if nb else 0
+    order = torch.full((nb, T), -1, dtype=torch.int64)
+    gains = torch.full((nb, T), -math.inf, dtype=torch.float64)
+    if T == 0:
+        return order, gains
+    g = -torch.bmm(G, w.float().unsqueeze(2)).squeeze(2).double() - lam * w  # H d at d = -w
+    if alpha is not None:
+        g = g + alpha
+    s = G.diagonal(dim1=1, dim2=2).double() + lam  # Schur complements of the support
+    V = G.new_zeros((nb, T, B))                    # rows: (H[:, S] L^{-T})^T
+    free = valid.clone()
+    rows = torch.arange(nb).unsqueeze(1)
+    t = 0
+    while t < T:
+        q = min(step, T - t)
+        score = torch.where(free, g * g / (2.0 * s), -math.inf)
+        best, J = torch.topk(score, q, dim=1)                          # (nb, q)
+        live = best > -math.inf
+        HJ = torch.gather(G, 1, J.unsqueeze(2).expand(nb, q, B))     # rows J of H (G sym.)
+        HJ[rows, torch.arange(q).unsqueeze(0), J] += lam
+        if t:
+            VJ = torch.gather(V[:, :t], 2, J.unsqueeze(1).expand(nb, t, q))
+            HJ -= torch.bmm(VJ.transpose(1, 2), V[:, :t])            # Schur rows (nb, q, B)
+        HJ *= live.unsqueeze(2)
+        gJ = torch.gather(g, 1, J) * live
+        if q == 1:
+            piv = torch.gather(s, 1, J).sqrt()                         # sqrt(s_j) >= sqrt(lam)
+            Vnew = HJ / piv.unsqueeze(2).float()
+            c = gJ / piv
+        else:
+            SJJ = torch.gather(HJ, 2, J.unsqueeze(1).expand(nb, q, q)).double()
+            eye = torch.eye(q, dtype=torch.float64).expand(nb, q, q)
+            dead = ~live
+            SJJ = torch.where(dead.unsqueeze(1) | dead.unsqueeze(2), eye, SJJ)
+            SJJ = 0.5 * (SJJ + SJJ.transpose(1, 2))
+            L, info = torch.linalg.cholesky_ex(SJJ + lam * 1e-9 * eye)
+            if bool((info > 0).any()):
+                L = torch.linalg.cholesky(SJJ + lam * eye * 1e-3)
+            # L^{-1} of the small factor, then one product (a batched triangular solve with
+            # B right-hand sides is far slower on the CPU than a bmm)
+            Linv = torch.linalg.solve_triangular(L, eye.contiguous(), upper=False)
+            Vnew = torch.bmm(Linv.float(), HJ)
+            c = torch.bmm(Linv, gJ.unsqueeze(2)).squeeze(2)
+        V[:, t:t + q] = Vnew
+        Vd = Vnew.double()
+        g -= (c.unsqueeze(2) * Vd).sum(1)
+        s -= (Vd * Vd).sum(1)
+        s.clamp_min_(lam)
+        free[rows, J] = False
+        order[:, t:t + q] = torch.where(live, J, -1)
+        gains[:, t:t + q] = torch.where(live, 0.5 * c * c, -math.inf)
+        t += q
+    past = torch.arange(T).unsqueeze(0) >= caps.unsqueeze(1)
+    order[past] = -1
+    gains[past] = -math.inf
+    return order, gains
+
+
+def allocate(gains: torch.Tensor, k: int) -> torch.Tensor:
+    """Share one global budget k over blocks: the k largest marginal decreases of all paths.
+
+    Each path is taken in its order (a later, larger gain only after the smaller one before
+    it, as a heap over the paths' heads would), which is a top-k over the running minimum of
+    each path's gains.
+
+    Parameters
+    ----------
+    gains : torch.Tensor, (nblocks, T) float64
+        Per block, the gain of each addition in path order (-inf past its cap).
+    k : int
+
+    Returns
+    -------
+    torch.Tensor, (nblocks,) int64
+        Weights kept in each block (a prefix of its path); sums to k when the paths hold
+        at least k finite gains.
+    """
+    if gains.numel() == 0:
+        return torch.zeros(gains.shape[0], dtype=torch.int64)
+    level = torch.cummin(gains, dim=1).values
+    flat = level.reshape(-1)
+    k = min(int(k), int(torch.isfinite(flat).sum()))
+    kb = torch.zeros(gains.shape[0], dtype=torch.int64)
+    if k == 0:
+        return kb
+    top = torch.topk(flat, k, sorted=False).indices
+    return kb.index_add_(0, top // gains.shape[1], torch.ones_like(top))
+
+
+def order_gains(G, w, order, lam: float, alpha=None):
+    """Exact gains along given paths at another lam (one Cholesky per block, no search).
+
+    The marginal decreases of adding a path's weights in its order are ``c_t^2 / 2`` with
+    ``c = L^{-1} g_S``, ``L L^T = H_SS`` in path order: a lam window shares one path order
+    (found at its centre lam) and gets each lam's own gains for the global allocation.
+
+    Parameters
+    ----------
+    G, w, alpha, lam
+        As for :func:`greedy_paths`.
+    order : torch.Tensor, (nb, T) int64
+        Paths (block-local indices, -1 past each block's cap).
+
+    Returns
+    -------
+    torch.Tensor, (nb, T) float64
+        Gains along each path (-inf past its cap).
+    """
+    nb, B, _ = G.shape
+    T = order.shape[1]
+    if T == 0:
+        return torch.empty((nb, 0), dtype=torch.float64)
+    on = order >= 0
+    idx = order.clamp_min(0)
+    g = -torch.bmm(G, w.float().unsqueeze(2)).squeeze(2).double() - lam * w
+    if alpha is not None:
+        g = g + alpha
+    gS = torch.gather(g, 1, idx) * on
+    rowsS = torch.gather(G, 1, idx.unsqueeze(2).expand(nb, T, B))
+    H = torch.gather(rowsS, 2, idx.unsqueeze(1).expand(nb, T, T)).double()
+    eye = torch.eye(T, dtype=torch.float64).expand(nb, T, T)
+    H = torch.where(on.unsqueeze(1) & on.unsqueeze(2), H + lam * eye, eye)
+    L, info = torch.linalg.cholesky_ex(H)
+    if bool((info > 0).any()):
+        L = torch.linalg.cholesky(H + 1e-9 * lam * eye)
+    c = torch.linalg.solve_triangular(L, gS.unsqueeze(2), upper=False).squeeze(2)
+    return torch.where(on, 0.5 * c * c, -math.inf)
+
+
+def solve_supports(X, w, Xw, S, lam: float, alpha=None):
+    """Exact block solutions on given supports, and each block's residual ``A_B d_B``.
+
+    On a support S the kept weights are ``H_SS^{-1} (H_{S,:} w_bar - alpha_S)`` with
+    ``H_{S,:} w_bar = A_S^T (A_B w_bar_B) + lam w_bar_S``; the others are 0.
+
+    Parameters
+    ----------
+    X : torch.Tensor, (nb, B, n)
+        The blocks' columns (zero rows on padding), float32 or bfloat16.
+    w : torch.Tensor, (nb, B) float64
+    Xw : torch.Tensor, (nb, n) float64
+        ``A_B w_bar_B`` of each block.
+    S : torch.Tensor, (nb, m) int64
+        Block-local support indices, -1 for none.
+    lam : float
+    alpha : torch.Tensor, (nb, B) float64, optional
+
+    Returns
+    -------
+    values : torch.Tensor, (nb, m) float64
+        The new weights at S (0 where S is -1).
+    Ad : torch.Tensor, (nb, n) float64
+        ``A_B (w_B - w_bar_B)`` of each block: summed over blocks, the residual of the full
+        problem.
+    """
+    nb, B, n = X.shape
+    m = S.shape[1]
+    if m == 0:
+        return torch.zeros((nb, 0), dtype=torch.float64), -Xw
+    Xf = X if X.dtype == torch.float32 else X.float()
+    on = S >= 0
+    idx = S.clamp_min(0)
+    XS = torch.gather(Xf, 1, idx.unsqueeze(2).expand(nb, m, n)) * on.unsqueeze(2)
+    H = torch.bmm(XS, XS.transpose(1, 2)).double()
+    eye = torch.eye(m, dtype=torch.float64).expand(nb, m, m)
+    H = torch.where(on.unsqueeze(1) & on.unsqueeze(2), H + lam * eye, eye)
+    rhs = torch.bmm(XS, Xw.float().unsqueeze(2)).squeeze(2).double() + lam * torch.gather(w, 1, idx)
+    if alpha is not None:
+        rhs = rhs - torch.gather(alpha, 1, idx)
+    rhs = rhs * on
+    L, info = torch.linalg.cholesky_ex(H)
+    if bool((info > 0).any()):
+        L = torch.linalg.cholesky(H + 1e-9 * lam * eye)
+    values = torch.cholesky_solve(rhs.unsqueeze(2), L).squeeze(2) * on
+    Ad = torch.bmm(values.float().unsqueeze(1), XS).squeeze(1).double() - Xw
+    return values, Ad
+
+
+def block_product(X, w):
+    """``A_B w_B`` of each block, (nb, n) float64 (float32 products)."""
+    Xf = X if X.dtype == torch.float32 else X.float()
+    return torch.bmm(w.float().unsqueeze(1), Xf).squeeze(1).double()

@@ -145,8 +145,14 @@ def test_load_aware_threads_reads_the_running_count(tmp_path, monkeypatch):
     from chita_ext import _threads
     f = tmp_path / "loadavg"
     f.write_text("3.10 2.00 1.50 4/812 12345\n")
-    assert _threads.other_runnable(loadavg=str(f)) == 3
-    assert _threads.other_runnable(samples=3, gap=0.0, loadavg=str(f)) == 3
+    tasks = tmp_path / "task"
+    for tid, state in ((1, "R"), (2, "S"), (3, "R")):  # two of ours running, the reader too
+        (tasks / str(tid)).mkdir(parents=True)
+        (tasks / str(tid) / "stat").write_text(f"{tid} (py thon) {state} 1 2 3\n")
+    assert _threads.other_runnable(loadavg=str(f), task_dir=str(tasks)) == 2
+    assert _threads.other_runnable(samples=3, gap=0.0, loadavg=str(f), task_dir=str(tasks)) == 2
+    assert _threads._own_running(str(tasks)) == 2
+    assert _threads._own_running() >= 1  # this very process, reading
     assert _threads.other_runnable(loadavg=str(tmp_path / "missing")) == 0
     f.write_text("garbage\n")
     assert _threads.other_runnable(loadavg=str(f)) == 0

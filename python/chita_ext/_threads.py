@@ -42,19 +42,40 @@ def cgroup_cpu_quota(proc_cgroup: str = "/proc/self/cgroup",
     return float(_core.threads.cgroup_cpu_quota(proc_cgroup, mountinfo, root))
 
 
-def other_runnable(samples: int = 1, gap: float = 0.002, loadavg: str = "/proc/loadavg") -> int:
-    """Tasks other than this reader that are runnable right now, machine-wide: the median
-    over ``samples`` reads of the running count in /proc/loadavg (minus one: the reader);
-    0 where the file is missing."""
+def _own_running(task_dir: str = "/proc/self/task") -> int:
+    """This process's threads in state R (running or runnable), the reader included."""
+    import os
+
+    n = 0
+    try:
+        for tid in os.listdir(task_dir):
+            try:
+                with open(f"{task_dir}/{tid}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            n += stat[stat.rfind(")") + 2:][:1] == "R"
+    except OSError:
+        return 1
+    return max(1, n)
+
+
+def other_runnable(samples: int = 1, gap: float = 0.002, loadavg: str = "/proc/loadavg",
+                   task_dir: str = "/proc/self/task") -> int:
+    """Tasks of other processes that are runnable right now, machine-wide: the median over
+    ``samples`` reads of the running count in /proc/loadavg less this process's own
+    running threads (torch's and ours may still be finishing a parallel region); 0 where
+    the file is missing."""
     import time
 
     counts = []
     for i in range(samples):
         try:
             with open(loadavg) as fh:
-                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
+                running = int(fh.read().split()[3].split("/")[0])
         except (OSError, ValueError, IndexError):
             return 0
+        counts.append(running - _own_running(task_dir))
         if i + 1 < samples:
             time.sleep(gap)
     return max(0, sorted(counts)[len(counts) // 2])

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.metadata
 import json
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -32,35 +32,10 @@ from chita_ext.demo import dense_mlpnet
 from chita_ext.gradients import collect_gradients
 from chita_ext.sweeps import format_table, plot_sweep, sweep
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from networks import digit_recognizer_cnn  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-class DigitRecognizerCNN(nn.Module):
-    """Architecture of digit_recognizer.model.CNN (digit-recognizer-py 0.1.0, MIT)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv_layers = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2))
-        self.fc_layers = nn.Sequential(nn.Linear(128 * 3 * 3, 256), nn.ReLU(), nn.Linear(256, 10))
-
-    def forward(self, x):  # noqa: D102
-        x = self.conv_layers(x.reshape(x.shape[0], 1, 28, 28))
-        return self.fc_layers(x.reshape(x.shape[0], -1))
-
-
-def digit_recognizer_cnn():
-    """The pre-trained CNN from the digit-recognizer-py wheel, or None if not installed."""
-    try:
-        dist = importlib.metadata.distribution("digit-recognizer-py")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    f = next(f for f in dist.files if str(f).endswith("handwriting_model.pth"))
-    model = DigitRecognizerCNN()
-    model.load_state_dict(torch.load(dist.locate_file(f), map_location="cpu", weights_only=True))
-    return model.eval()
 
 
 def loaders(max_test=None):

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 
-import torch
+from .stage import loss_and_correct
 
 GUARD_SAMPLES = 16384  # at most this many fresh samples...
 GUARD_MIN_SAMPLES = 2048  # ...and at least this many (or the held-out count)
@@ -68,30 +68,6 @@ def guard_count(guard_seconds: float, n_stages: int, heldout: int, time_budget,
     return max(heldout, GUARD_MIN_SAMPLES, n)
 
 
-@torch.no_grad()
-def _chunk(model, loss_fn, x, y, batch: int):
-    """(loss sum, per-sample correctness or None) of the model on one chunk, eval mode."""
-    was = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    total, correct = 0.0, []
-    try:
-        for a in range(0, len(x), batch):
-            xb, yb = x[a:a + batch].to(dev), y[a:a + batch].to(dev)
-            out = model(xb)
-            total += float(loss_fn(out, yb)) * len(xb)
-            if correct is not None and out.dim() == 2 and yb.dim() == 1 \
-                    and not yb.is_floating_point():
-                correct.append((out.argmax(1) == yb).cpu())
-            else:
-                correct = None
-    finally:
-        model.train(was)
-    if not math.isfinite(total):
-        total = float("inf")
-    return total, None if correct is None else torch.cat(correct)
-
-
 def compare_with_magnitude(model, loss_fn, stream, n_max: int, use_ours, use_mp,
                            batch: int = 256) -> tuple[str, Tally, float]:
     """``("chita" | "mp", tally, seconds)``; the model is left holding the winner.
@@ -104,9 +80,9 @@ def compare_with_magnitude(model, loss_fn, stream, n_max: int, use_ours, use_mp,
     while tally.samples < n_max:
         x, y = stream.take(min(GUARD_CHUNK, n_max - tally.samples))
         use_ours()
-        l_ours, c_ours = _chunk(model, loss_fn, x, y, batch)
+        l_ours, c_ours = loss_and_correct(model, loss_fn, x, y, batch)
         use_mp()
-        l_mp, c_mp = _chunk(model, loss_fn, x, y, batch)
+        l_mp, c_mp = loss_and_correct(model, loss_fn, x, y, batch)
         tally.samples += len(x)
         tally.ours_loss += l_ours
         tally.mp_loss += l_mp

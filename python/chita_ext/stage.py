@@ -59,33 +59,36 @@ class StageContext:
 
 
 @torch.no_grad()
-def heldout_metrics(ctx: StageContext, samples=None) -> dict:
-    """Mean loss (and, for class-index targets, accuracy) of the model on held-out samples
-    (``ctx.held`` unless ``samples`` is given), eval mode, in batches."""
-    model = ctx.model
+def loss_and_correct(model, loss_fn, x, y, batch: int):
+    """(loss summed over the samples, inf if not finite; per-sample correctness for
+    class-index targets, else None) of ``model`` on ``x, y``, eval mode, in batches."""
     was = model.training
     model.eval()
-    x, y = ctx.held if samples is None else samples
     dev = next(model.parameters()).device
-    total, correct, has_acc = 0.0, 0, True
-    for a in range(0, len(x), ctx.heldout_batch):
-        xb, yb = x[a:a + ctx.heldout_batch].to(dev), y[a:a + ctx.heldout_batch].to(dev)
-        out = model(xb)
-        total += float(ctx.loss_fn(out, yb)) * len(xb)
-        has_acc = has_acc and out.dim() == 2 and yb.dim() == 1 and not yb.is_floating_point()
-        if has_acc:
-            correct += int((out.argmax(1) == yb).sum())
-    model.train(was)
-    loss = total / max(1, len(x))
-    return {"loss": loss if np.isfinite(loss) else float("inf"),
-            "accuracy": correct / max(1, len(x)) if has_acc else None}
+    total, correct = 0.0, []
+    try:
+        for a in range(0, len(x), batch):
+            xb, yb = x[a:a + batch].to(dev), y[a:a + batch].to(dev)
+            out = model(xb)
+            total += float(loss_fn(out, yb)) * len(xb)
+            if correct is not None and out.dim() == 2 and yb.dim() == 1 \
+                    and not yb.is_floating_point():
+                correct.append((out.argmax(1) == yb).cpu())
+            else:
+                correct = None
+    finally:
+        model.train(was)
+    if not np.isfinite(total):
+        total = float("inf")
+    return total, None if correct is None else torch.cat(correct)
 
 
 def heldout_loss(ctx: StageContext) -> float:
-    """Mean loss of the model on the held-out samples."""
+    """Mean loss of the model on the held-out samples (eval mode, in batches)."""
     if ctx.sharded is not None:  # the same batches shared over the ranks, the same value
         return ctx.sharded.heldout_loss(ctx)
-    return heldout_metrics(ctx)["loss"]
+    x, y = ctx.held
+    return loss_and_correct(ctx.model, ctx.loss_fn, x, y, ctx.heldout_batch)[0] / max(1, len(x))
 
 
 def _bn_state(model):

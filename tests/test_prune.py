@@ -241,15 +241,14 @@ class _Stream:
         return x, y
 
 
-def _guard_case(n, agree_wrong, ours_extra, mp_extra):
-    """A 'model' whose predictions are a lookup: both right except on chosen samples."""
+def _guard(ours_wrong, mp_wrong):
+    """compare_with_magnitude on lookup 'models': sample i (its input is i, its target 0)
+    is misclassified by ours / by MP where the masks say. Returns the winner, the tally
+    and which network the model holds at the end."""
     from chita_ext import final_guard
-    y = torch.zeros(n, dtype=torch.long)
-    x = torch.arange(n, dtype=torch.float32)[:, None]
-    wrong = {"ours": torch.zeros(n, dtype=torch.bool), "mp": torch.zeros(n, dtype=torch.bool)}
-    wrong["ours"][:agree_wrong] = wrong["mp"][:agree_wrong] = True
-    wrong["ours"][agree_wrong:agree_wrong + mp_extra] = True  # MP right, ours wrong
-    wrong["mp"][agree_wrong + mp_extra:agree_wrong + mp_extra + ours_extra] = True
+    n = len(ours_wrong)
+    x, y = torch.arange(n, dtype=torch.float32)[:, None], torch.zeros(n, dtype=torch.long)
+    wrong = {"ours": ours_wrong, "mp": mp_wrong}
     which = {"now": "ours"}
 
     class Lookup(torch.nn.Module):
@@ -258,16 +257,13 @@ def _guard_case(n, agree_wrong, ours_extra, mp_extra):
             self.w = torch.nn.Parameter(torch.zeros(1))
 
         def forward(self, xb):
-            idx = xb[:, 0].long()
             logits = torch.zeros(len(xb), 2)
-            logits[:, 0] = torch.where(wrong[which["now"]][idx], -1.0, 1.0)
+            logits[:, 0] = torch.where(wrong[which["now"]][xb[:, 0].long()], -1.0, 1.0)
             return logits
 
-    def use(name):
-        return lambda: which.__setitem__("now", name)
-
     winner, tally, _ = final_guard.compare_with_magnitude(
-        Lookup(), torch.nn.CrossEntropyLoss(), _Stream(x, y), n, use("ours"), use("mp"))
+        Lookup(), torch.nn.CrossEntropyLoss(), _Stream(x, y), n,
+        lambda: which.__setitem__("now", "ours"), lambda: which.__setitem__("now", "mp"))
     return winner, tally, which["now"]
 
 
@@ -275,36 +271,20 @@ def test_final_guard_sign_test_and_early_stop():
     """A clear difference stops after GUARD_MIN_SAMPLES; a small one uses every sample and
     is decided by the counts; the model is left holding the winner."""
     from chita_ext.final_guard import GUARD_MIN_SAMPLES
-    winner, tally, now = _guard_case(16384, 100, ours_extra=300, mp_extra=0)
-    assert (winner, now) == ("chita", "ours") and tally.samples == GUARD_MIN_SAMPLES
-    # 40 vs 60 spread over all samples: |a - b| = 20 < 3 sqrt(100): no early stop; MP wins
     n = 16384
-    winner, tally, now = _guard_case(n, 0, ours_extra=0, mp_extra=0)
+    ours_wrong, mp_wrong = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    ours_wrong[:100] = mp_wrong[:100] = True  # both wrong on these
+    mp_wrong[100:400] = True  # 300 only ours gets right, all in the first chunk
+    winner, tally, now = _guard(ours_wrong, mp_wrong)
+    assert (winner, now) == ("chita", "ours") and tally.samples == GUARD_MIN_SAMPLES
+    same = torch.zeros(n, dtype=torch.bool)
+    winner, tally, _ = _guard(same, same)
     assert winner == "chita"  # a tie on accuracy and loss keeps ours
-    from chita_ext import final_guard
-    y = torch.zeros(n, dtype=torch.long)
-    x = torch.arange(n, dtype=torch.float32)[:, None]
-    rng = np.random.default_rng(0)
-    ours_wrong = torch.zeros(n, dtype=torch.bool)
-    mp_wrong = torch.zeros(n, dtype=torch.bool)
-    picks = torch.from_numpy(rng.choice(n, 100, replace=False))
+    # 40 vs 60 spread over all samples: |a - b| = 20 < 3 sqrt(100): no early stop; MP wins
+    picks = torch.from_numpy(np.random.default_rng(0).choice(n, 100, replace=False))
+    ours_wrong, mp_wrong = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
     ours_wrong[picks[:60]] = True  # 60 samples only MP gets right
     mp_wrong[picks[60:]] = True    # 40 only ours gets right
-    which = {"now": "ours"}
-
-    class Lookup(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-
-        def forward(self, xb):
-            wrong = ours_wrong if which["now"] == "ours" else mp_wrong
-            logits = torch.zeros(len(xb), 2)
-            logits[:, 0] = torch.where(wrong[xb[:, 0].long()], -1.0, 1.0)
-            return logits
-
-    winner, tally, _ = final_guard.compare_with_magnitude(
-        Lookup(), torch.nn.CrossEntropyLoss(), _Stream(x, y), n,
-        lambda: which.__setitem__("now", "ours"), lambda: which.__setitem__("now", "mp"))
-    assert winner == "mp" and which["now"] == "mp"
+    winner, tally, now = _guard(ours_wrong, mp_wrong)
+    assert winner == "mp" and now == "mp"
     assert tally.samples == n and (tally.ours_only, tally.mp_only) == (40, 60)

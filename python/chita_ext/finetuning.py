@@ -126,9 +126,14 @@ def evaluate(model: nn.Module, loss_fn, data, max_samples: int | None = None) ->
             has_acc = False
         count += len(x)
     model.train(was_training)
+    return metrics_from_sums(tot_loss, correct, count, has_acc)
+
+
+def metrics_from_sums(loss_sum: float, correct: int, count: int, has_acc: bool) -> dict:
+    """``{"loss", "samples"[, "accuracy"]}`` of an evaluation from its sums."""
     if count == 0:
         raise ValueError("evaluation data yielded no samples")
-    res = {"loss": tot_loss / count, "samples": count}
+    res = {"loss": loss_sum / count, "samples": count}
     if has_acc:
         res["accuracy"] = correct / count
     return res

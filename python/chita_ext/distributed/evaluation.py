@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from ..finetuning import metrics_from_sums
 from .comm import Comm
 
 
@@ -73,9 +74,4 @@ def evaluate(comm: Comm, model, loss_fn, data) -> dict:
         has_acc = has_acc and acc
         correct += right
         count += size
-    if count == 0:
-        raise ValueError("evaluation data yielded no samples")
-    res = {"loss": tot_loss / count, "samples": count}
-    if has_acc:
-        res["accuracy"] = correct / count
-    return res
+    return metrics_from_sums(tot_loss, correct, count, has_acc)

@@ -108,6 +108,8 @@ def bench_net(name, sparsity, n_samples, batch_rows, log, extra=None):
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "sampled_rss_gb": round(rss.peak / GiB, 2),
         "predicted_peak_gb": res.scale["predicted_peak_gb"],
+        "predicted_parts_gb": res.scale.get("predicted_parts_gb"),
+        "measured_peak_gb": res.scale.get("measured_peak_gb"),
         "objective": st.get("objective"), "mp_objective": st.get("mp_objective"),
         "block_objective": st.get("block_objective"), "lam_rel": st.get("lam_rel"),
         "lam_tried": st.get("lam_tried"), "block": st.get("block"),

@@ -62,23 +62,36 @@ def tempered(loss_fn, temperature: float):
 
 
 @torch.no_grad()
-def pick_temperature(model, loss_fn, x, y, target_share: float = TARGET_SHARE) -> float:
+@torch.no_grad()
+def logits(model, x, batch: int = 256) -> torch.Tensor:
+    """The model's outputs on ``x`` in eval mode, without autograd, ``batch`` at a time
+    (a graph over hundreds of large-model samples would hold their activations)."""
+    was = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[a:a + batch]) for a in range(0, len(x), batch)])
+    finally:
+        model.train(was)
+
+
+def temperature_from_logits(out, y, target_share: float = TARGET_SHARE) -> float:
     """Smallest temperature in TEMPERATURES whose per-sample loss-gradient energies on the
-    outputs reach ``target_share`` effective rows (a cheap proxy: one forward pass).
+    outputs ``out`` reach ``target_share`` effective rows.
 
     The gradient of softmax cross-entropy with respect to the logits is ``softmax(o/T) -
     onehot`` (scaled by 1/T), so its squared norm per sample is what weighs each sample's
     row of A, up to the back-propagated Jacobian.
     """
-    was = model.training
-    model.eval()
-    out = model(x)
-    model.train(was)
     onehot = torch.nn.functional.one_hot(y.long(), out.shape[-1]).to(out.dtype)
-    best = TEMPERATURES[-1]
     for T in TEMPERATURES:
         g = (torch.softmax(out / T, -1) - onehot) / T
-        if effective_rows(g.square().sum(-1)) >= target_share * len(x):
-            best = T
-            break
-    return float(best)
+        if effective_rows(g.square().sum(-1)) >= target_share * len(out):
+            return float(T)
+    return float(TEMPERATURES[-1])
+
+
+def pick_temperature(model, loss_fn, x, y, target_share: float = TARGET_SHARE,
+                     batch: int = 256) -> float:
+    """:func:`temperature_from_logits` of the model's outputs on ``x`` (a cheap proxy: one
+    forward pass)."""
+    return temperature_from_logits(logits(model, x, batch), y, target_share)

@@ -18,8 +18,9 @@ from .final_guard import compare_with_magnitude, guard_count
 from .gradients import SampleStream, data_size
 from .lam_search import START_REL
 from .params import k_from_sparsity, magnitude_masks, resolve_params, select_params
+from . import rss_trace
 from .progress import phase
-from .scale_plan import (SCALE_MIN_P, default_samples, estimate_stage_seconds,
+from .scale_plan import (EVAL_BATCH, SCALE_MIN_P, default_samples, estimate_stage_seconds,
                          measure_row_bytes, plan_scale)
 from .schedules import SCHEDULES
 from .stage import StageContext, run_stage
@@ -180,6 +181,14 @@ def _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, 
     check_threads(threads)
 
 
+def _scale_report(plan) -> dict:
+    """The plan's summary, with the measured peak RSS of each phase when rss_trace is on."""
+    out = plan.describe() if plan is not None else {}
+    if rss_trace.enabled():
+        out["measured_peak_gb"] = {k: round(v / 2**30, 3) for k, v in rss_trace.peaks().items()}
+    return out
+
+
 def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
           schedule: str = "poly", time_budget=None, n_samples=None, lam="auto",
           lam_grid=None, fisher: str = "auto", grad_term: bool = False,
@@ -288,6 +297,7 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
     PruneResult
     """
     t_start = time.perf_counter()
+    rss_trace.clear()
     _validate(model, loss_fn, data, sparsity, n_samples, stages, schedule, lam, lam_grid,
               method, fisher, time_budget, bn_samples, heldout, threads, max_iter,
               finetune_steps, batch_rows, dtype)
@@ -335,7 +345,8 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                        and method != "mp", bn_samples=bn_samples, guard=guard and needs_heldout,
                        dtype=dtype, batch_rows=batch_rows, out=out, solve_kwargs=kw,
                        progress=progress, sharded=sharded,
-                       scale=plan if plan is not None and plan.active else None)
+                       scale=plan if plan is not None and plan.active else None,
+                       heldout_batch=plan.eval_batch if plan is not None else EVAL_BATCH)
     dense_w = sel.flatten() if ctx.guard else None
     dense_bn = {k: v.clone() for k, v in model.state_dict().items()} if ctx.guard and ctx.bn \
         else None
@@ -417,5 +428,5 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                        lam_rel=last.get("lam_rel"), stages=stage_info, guard=guard_result,
                        guard_detail=guard_detail,
                        timings=timings, metrics=metrics,
-                       scale=plan.describe() if plan is not None else {},
+                       scale=_scale_report(plan),
                        distributed=None if sharded is None else sharded.summary())

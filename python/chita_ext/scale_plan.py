@@ -38,6 +38,7 @@ RAM_SHARE = 0.6           # of the memory available that a plan may use
 CHUNK_SHARE, CHUNK_MIN, CHUNK_MAX = 0.25, 512 << 20, 4 << 30
 TILE_BYTES = 256 << 20    # RAM tile of a disk store
 DISK_MARGIN = 1 << 30     # free disk left after the store file
+EVAL_BATCH = 256          # samples per forward of the held-out evaluations, at most
 GiB = float(1 << 30)
 
 
@@ -158,6 +159,8 @@ class ScalePlan:
     disk_free: int
     base_rss: int
     active: bool             # prune() takes the planned path (large p, disk, blocks)
+    eval_batch: int = EVAL_BATCH  # samples per forward of evaluations (inside the chunk)
+    eval_mem: int = 0        # bytes those forwards may hold (eval_batch x one sample's row)
     reasons: list = field(default_factory=list)
 
     @property
@@ -187,6 +190,7 @@ class ScalePlan:
                 "available_gb": round(self.available / GiB, 2),
                 "budget_gb": round(self.budget / GiB, 2),
                 "predicted_peak_gb": round(mem["peak"] / GiB, 2),
+                "predicted_parts_gb": {key: round(v / GiB, 3) for key, v in mem.items()},
                 "reasons": list(self.reasons)}
 
     def scratch_file(self, stage: int) -> str:
@@ -306,10 +310,14 @@ def plan_scale(p: int, k: int, *, n_samples=None, batch_rows=None, dtype="auto",
     # below the scale regime collect_gradients keeps its own default budget (CHUNK_MIN)
     chunk = int(opt.get("chunk_bytes") or (min(CHUNK_MAX, max(CHUNK_MIN, CHUNK_SHARE * budget))
                                            if active else CHUNK_MIN))
-    chunk_mem = chunk
+    chunk_mem, eval_batch, eval_mem = chunk, EVAL_BATCH, 0
     if row_bytes is not None:  # the chunk the engine will take: whole rows, at least one
         per = max(1, int(row_bytes(batch_rows)))
         chunk_mem = per * max(1, min(rows, chunk // per))
+        # evaluation forwards (no autograd) hold less than a sample's row: as many as fit
+        one = max(1, int(row_bytes(1)))
+        eval_batch = int(max(1, min(EVAL_BATCH, chunk // one)))
+        eval_mem = eval_batch * one
     reasons = []
     block_opt = opt.get("block")
     plan = ScalePlan(p=p, k=k, n_samples=n_samples, batch_rows=batch_rows, rows=rows,
@@ -321,7 +329,8 @@ def plan_scale(p: int, k: int, *, n_samples=None, batch_rows=None, dtype="auto",
                      panel_bytes=int(opt.get("panel_bytes") or PANEL_BYTES),
                      threads=max(1, int(threads)), chunk_mem=chunk_mem,
                      available=available, budget=budget,
-                     disk_free=free, base_rss=base_rss, active=active, reasons=reasons)
+                     disk_free=free, base_rss=base_rss, active=active,
+                     eval_batch=eval_batch, eval_mem=eval_mem, reasons=reasons)
     if block_opt is None and plan.block:
         reasons.append(f"p = {p:,} >= {BLOCK_MIN_P:,}: block approximation "
                        f"(blocks of {plan.block_size})")

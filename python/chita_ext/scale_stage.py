@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from . import rss_trace
 from .block_solver import BlockSolver, columns_of
 from .gradients import collect_gradients
 from .lam_search import REL_BOUNDS, LamChoice, grid_index, grid_value, search_grid, search_lam
@@ -73,7 +74,9 @@ def block_lam_search(ctx, store, w_bar, k, timings, start_rel, info) -> LamChoic
             window = _window(rel, cache, FIRST_WINDOW if first[0] else NEXT_WINDOW)
             first[0] = False
             t1 = time.perf_counter()
-            results = solver.solve_window([r * scale for r in window], centre=rel * scale)
+            with rss_trace.phase("solve"):
+                results = solver.solve_window([r * scale for r in window],
+                                              centre=rel * scale)
             solve_seconds[0] += time.perf_counter() - t1
             for r, res in zip(window, results):
                 cache[grid_index(r)] = (r, res)

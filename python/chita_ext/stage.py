@@ -15,12 +15,15 @@ import numpy as np
 import torch
 
 from . import fisher as fisher_mod
-from . import scale_stage
+from . import rss_trace, scale_stage
 from .finetuning import recalibrate_bn
 from .gradients import collect_gradients
 from .lam_search import LamChoice, search_grid, search_lam
 from .params import magnitude_masks
 from .progress import phase
+
+#: held-out samples whose outputs choose the Fisher's temperature (fisher="auto"/"tempered")
+TEMPER_SAMPLES = 512
 
 
 def _solver():
@@ -53,7 +56,7 @@ class StageContext:
     out: object
     solve_kwargs: dict
     progress: bool
-    heldout_batch: int = 256
+    heldout_batch: int = 256  # samples per evaluation forward (the plan's eval_batch)
     sharded: object = None  # distributed.prune_stage.DistributedStage under torch.distributed
     scale: object = None    # a ScalePlan (large models, disk stores): see scale_stage
 
@@ -67,15 +70,16 @@ def loss_and_correct(model, loss_fn, x, y, batch: int):
     dev = next(model.parameters()).device
     total, correct = 0.0, []
     try:
-        for a in range(0, len(x), batch):
-            xb, yb = x[a:a + batch].to(dev), y[a:a + batch].to(dev)
-            out = model(xb)
-            total += float(loss_fn(out, yb)) * len(xb)
-            if correct is not None and out.dim() == 2 and yb.dim() == 1 \
-                    and not yb.is_floating_point():
-                correct.append((out.argmax(1) == yb).cpu())
-            else:
-                correct = None
+        with rss_trace.phase("evaluation"):
+            for a in range(0, len(x), batch):
+                xb, yb = x[a:a + batch].to(dev), y[a:a + batch].to(dev)
+                out = model(xb)
+                total += float(loss_fn(out, yb)) * len(xb)
+                if correct is not None and out.dim() == 2 and yb.dim() == 1 \
+                        and not yb.is_floating_point():
+                    correct.append((out.argmax(1) == yb).cpu())
+                else:
+                    correct = None
     finally:
         model.train(was)
     if not np.isfinite(total):
@@ -103,11 +107,12 @@ def _gradient_loss(ctx: StageContext, info: dict):
         info["temperature"] = 1.0
         return ctx.loss_fn
     x, y = ctx.held
-    x, y = x[:ctx.heldout_batch * 2], y[:ctx.heldout_batch * 2]
+    x, y = x[:TEMPER_SAMPLES], y[:TEMPER_SAMPLES]
+    out = fisher_mod.logits(ctx.model, x, ctx.heldout_batch)
     share = fisher_mod.TARGET_SHARE if ctx.fisher == "tempered" else fisher_mod.DEGENERATE_SHARE
-    T = fisher_mod.pick_temperature(ctx.model, ctx.loss_fn, x, y, share)
+    T = fisher_mod.temperature_from_logits(out, y, share)
     if ctx.fisher == "auto" and T > 1.0:  # degenerate at T = 1: aim for the target share
-        T = fisher_mod.pick_temperature(ctx.model, ctx.loss_fn, x, y, fisher_mod.TARGET_SHARE)
+        T = fisher_mod.temperature_from_logits(out, y, fisher_mod.TARGET_SHARE)
     if ctx.sharded is not None:
         T = ctx.sharded.agree(T)
     info["temperature"] = T
@@ -124,19 +129,22 @@ def _local_candidates(ctx, store, w_bar, k, timings):
     if ctx.method == "bso" and "w0" not in kw:
         from .ridge_path import RidgePath
         t0 = time.perf_counter()
-        path = RidgePath(store.A, w_bar, k, alpha=alpha, threads=kw.get("threads"))
+        with rss_trace.phase("solve"):
+            path = RidgePath(store.A, w_bar, k, alpha=alpha, threads=kw.get("threads"))
         timings["solve"] += time.perf_counter() - t0
     solve = _solver()
 
     def candidate(rel):
         t0 = time.perf_counter()
-        if path is not None:
-            res = path.solve(rel * scale)
-        else:
-            w0 = last.get("w")
-            res = solve(store.A, w_bar, k, lam=rel * scale, alpha=alpha, method=ctx.method,
-                        **({"w0": w0} if w0 is not None and "w0" not in kw else {}), **kw)
-            last["w"] = res.w
+        with rss_trace.phase("solve"):
+            if path is not None:
+                res = path.solve(rel * scale)
+            else:
+                w0 = last.get("w")
+                res = solve(store.A, w_bar, k, lam=rel * scale, alpha=alpha,
+                            method=ctx.method, **kw,
+                            **({"w0": w0} if w0 is not None and "w0" not in kw else {}))
+                last["w"] = res.w
         timings["solve"] += time.perf_counter() - t0
         return res
     return scale, candidate
@@ -182,16 +190,17 @@ def run_stage(ctx: StageContext, t: int, s_t: float, k: int, timings: dict,
 
     t0 = time.perf_counter()
     grad_loss = _gradient_loss(ctx, info)
-    if ctx.scale is not None:
-        store = scale_stage.collect_for_stage(ctx, grad_loss, t)
-    else:
-        collect = ctx.sharded.collect_gradients if ctx.sharded is not None \
-            else collect_gradients
-        store = collect(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
-                        dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
-                        stream=ctx.stream, progress=ctx.progress)
-    diagnose = ctx.sharded.diagnose if ctx.sharded is not None else fisher_mod.diagnose
-    diag = diagnose(store)
+    with rss_trace.phase("gradients"):
+        if ctx.scale is not None:
+            store = scale_stage.collect_for_stage(ctx, grad_loss, t)
+        else:
+            collect = ctx.sharded.collect_gradients if ctx.sharded is not None \
+                else collect_gradients
+            store = collect(ctx.model, grad_loss, ctx.data, ctx.n_samples, params=sel,
+                            dtype=ctx.dtype, batch_rows=ctx.batch_rows, out=ctx.out,
+                            stream=ctx.stream, progress=ctx.progress)
+        diagnose = ctx.sharded.diagnose if ctx.sharded is not None else fisher_mod.diagnose
+        diag = diagnose(store)
     info["fisher"] = {"temperature": info.pop("temperature"),
                       "effective_rows": round(diag["effective_rows"], 1),
                       "zero_rows": round(diag["zero_rows"], 4)}
@@ -236,7 +245,9 @@ def run_stage(ctx: StageContext, t: int, s_t: float, k: int, timings: dict,
     if ctx.bn:  # re-estimate BatchNorm statistics; keep them only if they help
         t0 = time.perf_counter()
         before = _bn_state(ctx.model)
-        recalibrate_bn(ctx.model, ctx.data, n_samples=ctx.bn_samples, stream=ctx.stream)
+        with rss_trace.phase("bn"):
+            recalibrate_bn(ctx.model, ctx.data, n_samples=ctx.bn_samples,
+                           batch=min(128, ctx.heldout_batch), stream=ctx.stream)
         bn_loss = heldout_loss(ctx)
         if bn_loss < best_loss:
             info["bn"], info["heldout_loss"] = "recalibrated", bn_loss

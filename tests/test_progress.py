@@ -33,6 +33,22 @@ def test_prune_quiet_and_verbose(capsys):
     assert capsys.readouterr().err == ""
     chita_ext.prune(MLPNet(8, (6,), 3), torch.nn.CrossEntropyLoss(), data, 0.5, n_samples=64,
                     heldout=32, stages=2)
-    err = capsys.readouterr().err.splitlines()
+    text = capsys.readouterr().err
+    assert "\r" not in text  # no bar redraws in a log: one line per phase
+    err = text.splitlines()
     assert any(l.startswith("CHITA++ stages: 2 stage") for l in err)
     assert sum(l.startswith("stage ") for l in err) == 2 and all("Traceback" not in l for l in err)
+    assert sum(l.startswith("gradients: 64 row in ") for l in err) == 2
+
+
+def test_finetune_progress_is_one_line_off_a_terminal(capsys):
+    torch = pytest.importorskip("torch")
+    from chita_ext.finetuning import finetune
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    data = [(torch.randn(8, 4), torch.randint(0, 2, (8,)))]
+    finetune(model, torch.nn.CrossEntropyLoss(), data, {}, 3, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.startswith("fine-tune: 3 step in ") and err.count("\n") == 1
+    finetune(model, torch.nn.CrossEntropyLoss(), data, {}, 3, progress=False)
+    assert capsys.readouterr().err == ""

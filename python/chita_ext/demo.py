@@ -37,21 +37,21 @@ def train_mlpnet(epochs: int = 8, seed: int = 0, progress: bool = False) -> MLPN
 
     from .datasets import mnist_loaders
     from .models import MLPNet
+    from .progress import phase
 
     torch.manual_seed(seed)
     train, _ = mnist_loaders(batch_size=128, seed=seed)
     model = MLPNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    epochs_it = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-        epochs_it = tqdm(epochs_it, desc="training dense MLPNet", unit="epoch")
-    for _ in epochs_it:
+    bar = phase(epochs, "training dense MLPNet", unit="epoch", enabled=progress)
+    for _ in range(epochs):
         for x, y in train:
             opt.zero_grad(set_to_none=True)
             loss_fn(model(x), y).backward()
             opt.step()
+        bar.update(1)
+    bar.close()
     return model.eval()
 
 

@@ -6,6 +6,7 @@ from torch import nn
 
 from .gradients import SampleStream
 from .params import apply_masks
+from .progress import phase
 
 
 def _batches(data):
@@ -56,11 +57,8 @@ def finetune(model: nn.Module, loss_fn, data, masks: dict, steps: int, *, lr: fl
     was_training = model.training
     model.train()
     losses, it = [], _batches(data)
-    bar = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(bar, desc="fine-tune", leave=False)
-    for _ in bar:
+    bar = phase(steps, "fine-tune", unit="step", enabled=progress and steps > 0)
+    for _ in range(steps):
         x, y = next(it)
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
@@ -68,6 +66,8 @@ def finetune(model: nn.Module, loss_fn, data, masks: dict, steps: int, *, lr: fl
         opt.step()
         apply_masks(model, masks)
         losses.append(float(loss.detach()))
+        bar.update(1)
+    bar.close()
     model.train(was_training)
     return losses
 

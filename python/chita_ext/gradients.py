@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from .params import PrunableParams, resolve_params
 from .persample import DictSink, PerSampleEngine
+from .progress import phase
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -301,7 +302,7 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
     stream : SampleStream, optional
         Draw samples from this stream (used by CHITA++ for fresh sub-samples).
     progress : bool
-        Show a tqdm bar.
+        Show progress (a tqdm bar on a terminal, one line when the pass ends otherwise).
     method : {"auto", "hooks", "vmap"}
         ``"hooks"``: one batched forward + backward per chunk with hooks on Linear and
         Conv1d/2d/3d layers (near backward-pass speed); ``"vmap"``: ``torch.func``
@@ -355,17 +356,5 @@ def collect_gradients(model, loss_fn, data, n_samples: int, *, params=None,
 
 
 def _bar(total, enabled, desc):
-    if enabled:
-        try:
-            from tqdm.auto import tqdm
-            return tqdm(total=total, desc=desc, unit="row", leave=False)
-        except ImportError:  # pragma: no cover
-            pass
-
-    class _Null:
-        def update(self, n):
-            pass
-
-        def close(self):
-            pass
-    return _Null()
+    """The gradient pass's progress (a tqdm bar on a terminal, one line otherwise)."""
+    return phase(total, desc, unit="row", enabled=enabled)

@@ -251,3 +251,30 @@ def test_col_scale_solves_denormal_sized_gradients_as_their_rescaled_problem():
     with pytest.raises(ValueError, match="col_scale"):
         BlockSolver(RamColumns(torch.from_numpy(np.ascontiguousarray(A.T))), w_bar, k, sizes,
                     col_scale=0.0)
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+def test_rank_deficient_blocks_with_a_tiny_lam_still_factor(seed):
+    # 16 rows, paths of 32 weights, column scales over many decades and lam 1e-10 of the
+    # mean diagonal: the float32 Gram is PSD only up to rounding, which lam does not cover
+    # (these seeds made the old code raise "not positive-definite")
+    g = torch.Generator().manual_seed(seed)
+    B, n, T = 40, 16, 32
+    X = (torch.randn(1, B, n, generator=g) * torch.exp(3 * torch.randn(1, B, 1, generator=g)))
+    G = bp.gram(X)
+    lam = float(G.diagonal(dim1=1, dim2=2).mean()) * 1e-10
+    w = torch.randn(1, B, generator=g, dtype=torch.float64)
+    order = torch.arange(T).unsqueeze(0)
+    gains = bp.order_gains(G, w, order, lam)
+    assert torch.isfinite(gains).all() and (gains >= 0).all()
+    G64 = X.double() @ X.double().transpose(1, 2)
+    grad = -(G64 @ w.unsqueeze(2)).squeeze(2) - lam * w
+    H = G64[:, :T, :T] + lam * torch.eye(T, dtype=torch.float64)
+    c = torch.linalg.solve_triangular(torch.linalg.cholesky(H), grad[:, :T].unsqueeze(2),
+                                      upper=False)
+    assert float(gains.sum()) == pytest.approx(float((0.5 * c * c).sum()), rel=1e-2)
+    values, _ = bp.solve_supports(X, w, bp.block_product(X, w), order, lam)
+    assert torch.isfinite(values).all()
+    valid = torch.ones(1, B, dtype=torch.bool)
+    order2, gains2 = bp.greedy_paths(G, w, valid, lam, torch.full((1,), T), step=4)
+    assert torch.isfinite(gains2[order2 >= 0]).all()

@@ -25,6 +25,34 @@ import math
 import torch
 
 TINY = 1e-300
+#: relative jitters (of a block's largest diagonal entry) tried, in turn, on a block whose
+#: float64 matrix built from float32 Gram products does not factor: those products are PSD
+#: only up to their rounding (~ n x 6e-8 of the diagonal), which a small lam may not cover
+JITTERS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
+
+
+def psd_cholesky(H: torch.Tensor, scale=None) -> torch.Tensor:
+    """Lower Cholesky factors of a batch ``H`` (nb, m, m) float64 of matrices that are
+    positive definite up to float32 rounding: a block that does not factor is retried
+    with the smallest jitter of JITTERS that works, times ``scale`` (nb,): the size of the
+    products it was built from (default: its largest diagonal entry; a Schur complement
+    passes its Gram's, since its own diagonal may be far below that rounding)."""
+    L, info = torch.linalg.cholesky_ex(H)
+    bad = info > 0
+    if not bool(bad.any()):
+        return L
+    Hb = H[bad]
+    scale = Hb.diagonal(dim1=1, dim2=2).abs().amax(1) if scale is None else scale[bad]
+    scale = scale.to(H.dtype).clamp_min(TINY)
+    eye = torch.eye(H.shape[-1], dtype=H.dtype)
+    for rel in JITTERS:
+        Lb, ib = torch.linalg.cholesky_ex(Hb + (rel * scale)[:, None, None] * eye)
+        if not bool((ib > 0).any()):
+            L = L.clone()
+            L[bad] = Lb
+            return L
+    raise ValueError("a block's Gram matrix could not be factored even with a relative "
+                     f"jitter of {JITTERS[-1]:g}: its gradients are not finite or lam is 0")
 
 
 def path_cap(size: int, share: float) -> int:
@@ -86,6 +114,7 @@ def greedy_paths(G, w, valid, lam: float, caps, alpha=None, step: int = 1):
     if alpha is not None:
         g = g + alpha
     s = G.diagonal(dim1=1, dim2=2).double() + lam  # Schur complements of the support
+    gram_scale = s.amax(1)                         # rounding level of the Schur rows
     V = G.new_zeros((nb, T, B))                    # rows: (H[:, S] L^{-T})^T
     free = valid.clone()
     rows = torch.arange(nb).unsqueeze(1)
@@ -112,9 +141,7 @@ def greedy_paths(G, w, valid, lam: float, caps, alpha=None, step: int = 1):
             dead = ~live
             SJJ = torch.where(dead.unsqueeze(1) | dead.unsqueeze(2), eye, SJJ)
             SJJ = 0.5 * (SJJ + SJJ.transpose(1, 2))
-            L, info = torch.linalg.cholesky_ex(SJJ + lam * 1e-9 * eye)
-            if bool((info > 0).any()):
-                L = torch.linalg.cholesky(SJJ + lam * eye * 1e-3)
+            L = psd_cholesky(SJJ + lam * 1e-9 * eye, scale=gram_scale)
             # L^{-1} of the small factor, then one product (a batched triangular solve with
             # B right-hand sides is far slower on the CPU than a bmm)
             Linv = torch.linalg.solve_triangular(L, eye.contiguous(), upper=False)
@@ -199,9 +226,7 @@ def order_gains(G, w, order, lam: float, alpha=None):
     H = torch.gather(rowsS, 2, idx.unsqueeze(1).expand(nb, T, T)).double()
     eye = torch.eye(T, dtype=torch.float64).expand(nb, T, T)
     H = torch.where(on.unsqueeze(1) & on.unsqueeze(2), H + lam * eye, eye)
-    L, info = torch.linalg.cholesky_ex(H)
-    if bool((info > 0).any()):
-        L = torch.linalg.cholesky(H + 1e-9 * lam * eye)
+    L = psd_cholesky(H)
     c = torch.linalg.solve_triangular(L, gS.unsqueeze(2), upper=False).squeeze(2)
     return torch.where(on, 0.5 * c * c, -math.inf)
 
@@ -247,9 +272,7 @@ def solve_supports(X, w, Xw, S, lam: float, alpha=None):
     if alpha is not None:
         rhs = rhs - torch.gather(alpha, 1, idx)
     rhs = rhs * on
-    L, info = torch.linalg.cholesky_ex(H)
-    if bool((info > 0).any()):
-        L = torch.linalg.cholesky(H + 1e-9 * lam * eye)
+    L = psd_cholesky(H)
     values = torch.cholesky_solve(rhs.unsqueeze(2), L).squeeze(2) * on
     Ad = torch.bmm(values.float().unsqueeze(1), XS).squeeze(1).double() - Xw
     return values, Ad

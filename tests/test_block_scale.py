@@ -129,6 +129,17 @@ def test_greedy_paths_and_gains_match_numpy(with_alpha):
         g2_ref = ref_gains(Gi, w[i, :m], o_ref, 3.1, ai)
         np.testing.assert_allclose(g2[0, :len(o_ref)].numpy(), g2_ref, rtol=2e-4,
                                    atol=1e-6 * g2_ref.max())
+    # a whole window at once (shared gathers), each lam against its own reference
+    lams = [0.2, lam, 3.1, 11.0]
+    window = bp.window_gains(G, torch.from_numpy(w), order, lams, alpha=ta)
+    for i in range(nb):
+        m, c = lens[i], int(caps[i])
+        Gi = (X[i, :m].astype(np.float64) @ X[i, :m].T.astype(np.float64))
+        ai = None if alpha is None else alpha[i, :m]
+        for l_, got in zip(lams, window):
+            ref = ref_gains(Gi, w[i, :m], order[i, :c].tolist(), l_, ai)
+            np.testing.assert_allclose(got[i, :c].numpy(), ref, rtol=2e-4, atol=1e-6 * ref.max())
+            assert torch.isinf(got[i, c:]).all()
 
 
 def test_greedy_paths_in_steps_record_exact_gains_for_their_order():

@@ -194,41 +194,55 @@ def allocate(gains: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def order_gains(G, w, order, lam: float, alpha=None):
-    """Exact gains along given paths at another lam (one Cholesky per block, no search).
+    """Exact gains along given paths at another lam: :func:`window_gains` of one lam."""
+    return window_gains(G, w, order, [lam], alpha)[0]
+
+
+def window_gains(G, w, order, lams, alpha=None):
+    """Exact gains along given paths at each lam of ``lams`` (one Cholesky per block and
+    lam, no search).
 
     The marginal decreases of adding a path's weights in its order are ``c_t^2 / 2`` with
     ``c = L^{-1} g_S``, ``L L^T = H_SS`` in path order: a lam window shares one path order
     (found at its centre lam) and gets each lam's own gains for the global allocation.
+    ``G w`` and the path's rows of ``G`` are gathered once for the whole window.
 
     Parameters
     ----------
-    G, w, alpha, lam
+    G, w, alpha
         As for :func:`greedy_paths`.
     order : torch.Tensor, (nb, T) int64
         Paths (block-local indices, -1 past each block's cap).
+    lams : sequence of float
 
     Returns
     -------
-    torch.Tensor, (nb, T) float64
-        Gains along each path (-inf past its cap).
+    list of torch.Tensor, (nb, T) float64
+        Per lam, the gains along each path (-inf past its cap).
     """
     nb, B, _ = G.shape
     T = order.shape[1]
     if T == 0:
-        return torch.empty((nb, 0), dtype=torch.float64)
+        return [torch.empty((nb, 0), dtype=torch.float64) for _ in lams]
     on = order >= 0
     idx = order.clamp_min(0)
-    g = -torch.bmm(G, w.float().unsqueeze(2)).squeeze(2).double() - lam * w
+    Gw = torch.bmm(G, w.float().unsqueeze(2)).squeeze(2).double()
+    wS = torch.gather(w, 1, idx)
+    base = -torch.gather(Gw, 1, idx)
     if alpha is not None:
-        g = g + alpha
-    gS = torch.gather(g, 1, idx) * on
+        base = base + torch.gather(alpha, 1, idx)
     rowsS = torch.gather(G, 1, idx.unsqueeze(2).expand(nb, T, B))
-    H = torch.gather(rowsS, 2, idx.unsqueeze(1).expand(nb, T, T)).double()
+    GSS = torch.gather(rowsS, 2, idx.unsqueeze(1).expand(nb, T, T)).double()
+    del rowsS
     eye = torch.eye(T, dtype=torch.float64).expand(nb, T, T)
-    H = torch.where(on.unsqueeze(1) & on.unsqueeze(2), H + lam * eye, eye)
-    L = psd_cholesky(H)
-    c = torch.linalg.solve_triangular(L, gS.unsqueeze(2), upper=False).squeeze(2)
-    return torch.where(on, 0.5 * c * c, -math.inf)
+    both = on.unsqueeze(1) & on.unsqueeze(2)
+    out = []
+    for lam in lams:
+        gS = (base - lam * wS) * on
+        L = psd_cholesky(torch.where(both, GSS + lam * eye, eye))
+        c = torch.linalg.solve_triangular(L, gS.unsqueeze(2), upper=False).squeeze(2)
+        out.append(torch.where(on, 0.5 * c * c, -math.inf))
+    return out
 
 
 def solve_supports(X, w, Xw, S, lam: float, alpha=None):

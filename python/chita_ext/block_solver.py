@@ -5,7 +5,7 @@ shorter). For a window of lam values:
 
 1. **Score pass** (each block's columns read once): the block's Gram, its greedy path
    at the window's centre lam (:func:`block_paths.greedy_paths`), and the exact gains of
-   that path at every lam of the window (:func:`block_paths.order_gains`).
+   that path at every lam of the window (:func:`block_paths.window_gains`).
 2. **Allocation** (no data): per lam, one global budget k shared by the largest marginal
    decreases of all paths (:func:`block_paths.allocate`).
 3. **Solve pass** (each block's columns read once more): every block's exact ridge
@@ -242,8 +242,11 @@ class BlockSolver:
             o, g = bp.greedy_paths(G, w, valid, centre, caps, alpha=alpha)
             T = o.shape[1]
             order[a:b, :T] = o.to(torch.int32)
-            for lam in lams:
-                gains[lam][a:b, :T] = g if lam == centre else bp.order_gains(G, w, o, lam, alpha)
+            others = [lam for lam in lams if lam != centre]
+            for lam, gl in zip(others, bp.window_gains(G, w, o, others, alpha)):
+                gains[lam][a:b, :T] = gl
+            if centre in gains:
+                gains[centre][a:b, :T] = g
         self._run_pass("block scores", work)
         return order, gains
 

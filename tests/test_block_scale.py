@@ -68,11 +68,13 @@ def ref_block_solution(A, w_bar, k, sizes, block_size, lam, alpha=None):
     w_bar = w_bar.astype(np.float64)
     starts, lens = cut_blocks(sizes, min(block_size, max(sizes)))
     share = k / A.shape[1]
+    mp = np.zeros(len(w_bar), dtype=bool)
+    mp[np.argsort(-np.abs(w_bar), kind="stable")[:k]] = True
     orders, paths = [], []
     for s, n in zip(starts, lens):
         idx = np.arange(s, s + n)
         G = A[:, idx].T @ A[:, idx]
-        o, g = ref_greedy(G, w_bar[idx], lam, bp.path_cap(int(n), share),
+        o, g = ref_greedy(G, w_bar[idx], lam, bp.path_cap(int(n), share, int(mp[idx].sum())),
                           None if alpha is None else alpha[idx])
         orders.append(idx[o])
         paths.append(g)
@@ -289,3 +291,22 @@ def test_rank_deficient_blocks_with_a_tiny_lam_still_factor(seed):
     valid = torch.ones(1, B, dtype=torch.bool)
     order2, gains2 = bp.greedy_paths(G, w, valid, lam, torch.full((1,), T), step=4)
     assert torch.isfinite(gains2[order2 >= 0]).all()
+
+
+def test_a_block_of_large_weights_can_keep_what_magnitude_pruning_keeps():
+    # layer 0: 40 weights 100x larger than layer 1's 360; k = 10% of p = 40: magnitude
+    # pruning keeps all of layer 0, a cap of twice the proportional share plus 16 (24 of
+    # 40) would not let the block solution do the same, at a lam where it should
+    rng = np.random.default_rng(9)
+    n, sizes, k = 12, [40, 360], 40
+    A = rng.standard_normal((n, sum(sizes))).astype(np.float32)
+    w_bar = rng.standard_normal(sum(sizes)).astype(np.float32)
+    w_bar[:40] *= 100.0
+    assert bp.path_cap(40, k / 400) == 24 and bp.path_cap(40, k / 400, 40) == 40
+    buf = torch.from_numpy(np.ascontiguousarray(A.T))
+    lam = 1e4 * float((A.astype(np.float64) ** 2).sum()) / A.shape[1]  # ridge dominates
+    res = BlockSolver(RamColumns(buf), w_bar, k, sizes, block_size=40).solve_window([lam])[0]
+    mp = np.sort(np.argsort(-np.abs(w_bar))[:k])
+    assert (mp < 40).sum() >= 30  # magnitude pruning keeps most of layer 0
+    np.testing.assert_array_equal(res.support, mp)  # and so does the block solution now
+    assert res.objective <= res.info["mp_objective"] * (1 + 1e-6)

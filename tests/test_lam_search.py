@@ -1,5 +1,6 @@
 """The lam search: a downhill walk on the half-decade grid instead of a solve per value."""
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -27,6 +28,29 @@ def test_finds_the_minimum_of_a_unimodal_curve_from_anywhere(best, start):
     assert len(calls) == len(set(calls)) == got.evaluations  # every point evaluated once
     # It costs the distance walked plus two neighbours, not the whole grid.
     assert got.evaluations <= abs(grid_index(start) - best) + 3
+
+
+def test_a_long_walk_keeps_only_the_candidates_it_can_still_choose():
+    import gc
+    import weakref
+
+    class Candidate:  # stands in for a SolveResult holding a p-vector
+        pass
+
+    refs = {}
+
+    def evaluate(rel):
+        c = Candidate()
+        refs[grid_index(rel)] = weakref.ref(c)
+        return (math.log10(rel) - 3.0) ** 2, c  # minimum at rel = 1e3: a long walk up
+
+    choice = search_lam(evaluate, start=1e-2)
+    gc.collect()
+    best = grid_index(choice.rel)
+    assert best == grid_index(1e3) and choice.candidate is refs[best]()
+    alive = sorted(i for i, r in refs.items() if r() is not None)
+    assert alive == [best]  # neighbours dropped with the search's own cache
+    assert len(choice.tried) == len(refs) >= 10  # every loss still reported
 
 
 def test_edges_widen_and_bounds_hold():

@@ -55,10 +55,12 @@ def psd_cholesky(H: torch.Tensor, scale=None) -> torch.Tensor:
                      f"jitter of {JITTERS[-1]:g}: its gradients are not finite or lam is 0")
 
 
-def path_cap(size: int, share: float) -> int:
-    """How far a block's path goes: a little past its proportional share of the budget
-    (twice it plus 16, as the C++ ``method="block"``), at most the block's size."""
-    return int(min(size, 2 * math.ceil(share * size) + 16))
+def path_cap(size: int, share: float, mp_kept: int = 0) -> int:
+    """How far a block's path goes: a little past the larger of its proportional share of
+    the budget and what magnitude pruning keeps in it (twice that plus 16), at most the
+    block's size. Without the second term a block of large weights could not keep what
+    magnitude pruning keeps (at a large lam the solution tends to magnitude pruning's)."""
+    return int(min(size, 2 * max(math.ceil(share * size), int(mp_kept)) + 16))
 
 
 def gram(X: torch.Tensor) -> torch.Tensor:

@@ -139,18 +139,21 @@ class BlockSolver:
         self.c = float(np.sqrt(self.c2))
         self.alpha = None if alpha is None else \
             torch.from_numpy(np.asarray(alpha, np.float64) * self.c2)
+        # magnitude pruning's support: the reference every objective is compared with,
+        # and each block's path reaches past what it keeps there
+        top = torch.topk(self.w.abs(), self.k, sorted=False).indices
+        self.mp_keep = torch.zeros(self.p, dtype=torch.bool)
+        self.mp_keep[top] = True
+        mp_kept = np.add.reduceat(self.mp_keep.numpy().astype(np.int64), self.starts)
         share = self.k / self.p
-        self.caps = torch.tensor([bp.path_cap(int(s), share) for s in self.lens])
+        self.caps = torch.tensor([bp.path_cap(int(s), share, int(m))
+                                  for s, m in zip(self.lens, mp_kept)])
         self.T = int(self.caps.max())
         self.threads = max(1, int(threads))
         per_block = self.B * self.n * 4 * 2 + self.B * self.B * 4 + 2 * self.T * self.B * 4
         self.nb = int(max(1, min(256, worker_bytes // per_block)))
         self.panels = self._cut_panels(panel_bytes)
         self.progress = progress
-        # magnitude pruning's support: the reference every objective is compared with
-        top = torch.topk(self.w.abs(), self.k, sorted=False).indices
-        self.mp_keep = torch.zeros(self.p, dtype=torch.bool)
-        self.mp_keep[top] = True
         self.passes, self.pass_seconds = 0, []
         self.order = None
 

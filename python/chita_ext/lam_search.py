@@ -68,6 +68,13 @@ def search_lam(evaluate, start: float = START_REL) -> LamChoice:
             cache[i] = (loss if math.isfinite(loss) else math.inf, cand)
         return cache[i][0]
 
+    def forget_behind(i):
+        # the walk never returns past its last point: drop those candidates (on a large
+        # model each holds a p-vector), keep their losses for the report
+        for j in cache:
+            if abs(j - i) > 1:
+                cache[j] = (cache[j][0], None)
+
     i = min(max(grid_index(start), lo), hi)
     left = at(i - 1) if i > lo else math.inf
     right = at(i + 1) if i < hi else math.inf
@@ -76,6 +83,7 @@ def search_lam(evaluate, start: float = START_REL) -> LamChoice:
         i += step
         while lo <= i + step <= hi and at(i + step) < at(i):
             i += step
+            forget_behind(i)
     tried = [(grid_value(j), cache[j][0]) for j in cache]
     return LamChoice(rel=grid_value(i), loss=cache[i][0], candidate=cache[i][1], tried=tried)
 

@@ -36,14 +36,14 @@ def release(store) -> None:
         close()
 
 
-def _window(rel, cache, offsets):
-    """Grid points to solve together with ``rel`` (those not solved yet)."""
+def _window(rel, solved, offsets):
+    """Grid points to solve together with ``rel`` (those not in ``solved`` yet)."""
     i = grid_index(rel)
     if abs(grid_value(i) - rel) > 1e-9 * rel:  # off the grid (a user value): alone
         return [rel]
     lo, hi = (grid_index(b) for b in REL_BOUNDS)
     return [grid_value(i + o) for o in offsets
-            if lo <= i + o <= hi and (i + o) not in cache] or [rel]
+            if lo <= i + o <= hi and (i + o) not in solved] or [rel]
 
 
 def block_lam_search(ctx, store, w_bar, k, timings, start_rel, info) -> LamChoice:
@@ -64,14 +64,16 @@ def block_lam_search(ctx, store, w_bar, k, timings, start_rel, info) -> LamChoic
                          block_size=plan.block_size, alpha=alpha, threads=plan.threads,
                          panel_bytes=plan.panel_bytes, col_scale=scale,
                          progress=ctx.progress)
-    cache, first = {}, [True]
+    # solved lams not asked for yet (each result holds a p-vector: handed over on first
+    # use, so only the current window's wait here); ``solved``: every grid point solved
+    cache, solved, first = {}, set(), [True]
     setup = time.perf_counter() - t0
     solve_seconds = [setup]
 
     def candidate(rel):
         key = grid_index(rel)
         if key not in cache or abs(cache[key][0] - rel) > 1e-9 * rel:
-            window = _window(rel, cache, FIRST_WINDOW if first[0] else NEXT_WINDOW)
+            window = _window(rel, solved, FIRST_WINDOW if first[0] else NEXT_WINDOW)
             first[0] = False
             t1 = time.perf_counter()
             with rss_trace.phase("solve"):
@@ -80,7 +82,8 @@ def block_lam_search(ctx, store, w_bar, k, timings, start_rel, info) -> LamChoic
             solve_seconds[0] += time.perf_counter() - t1
             for r, res in zip(window, results):
                 cache[grid_index(r)] = (r, res)
-        return cache[key][1]
+                solved.add(grid_index(r))
+        return cache.pop(key)[1]
 
     def evaluate(rel):
         res = candidate(rel)
@@ -107,7 +110,7 @@ def block_lam_search(ctx, store, w_bar, k, timings, start_rel, info) -> LamChoic
                                                     "saturated", "kept", "centre_lam")}
     info["block"].update(passes=solver.passes,
                          pass_seconds=[round(s, 2) for s in solver.pass_seconds],
-                         lams_solved=len(cache))
+                         lams_solved=len(solved))
     info["mp_objective"] = res.info["mp_objective"]
     info["block_objective"] = res.info["block_objective"]
     return choice

@@ -10,7 +10,6 @@ torch = pytest.importorskip("torch")
 
 import chita_ext  # noqa: E402
 from chita_ext import scale_plan as sp  # noqa: E402
-from chita_ext.block_paths import path_cap  # noqa: E402
 from chita_ext.block_solver import WORKER_BYTES  # noqa: E402
 from chita_ext.gradients import collect_gradients  # noqa: E402
 from chita_ext.tiled_gradients import collect_tiled  # noqa: E402
@@ -40,18 +39,29 @@ def test_default_samples_small_and_paper_scale():
 def test_memory_formula_part_by_part():
     p, k, rows, chunk, tile, panel, threads, base = 10_000_000, 1_000_000, 500, 1 << 30, \
         256 << 20, 256 << 20, 2, 700 << 20
-    m = sp.memory_parts(p, k, rows, 2, "disk", True, 500, chunk, tile, panel, threads, base)
-    assert m["store"] == 0
+    ev, sample = 300 << 20, 150_000
+    m = sp.memory_parts(p, k, rows, 2, "disk", True, 500, chunk, tile, panel, threads, base,
+                        eval_mem=ev, sample_bytes=sample)
+    assert m["store"] == 0 and m["vectors"] == 8 * p
     assert m["gradients"] == int(1.5 * chunk) + tile + 8 * p
-    blocks, cap = -(-p // 500), path_cap(500, k / p)
-    per_block = 500 * rows * 8 + 500 * 500 * 4 + 2 * cap * 500 * 4
+    blocks = -(-p // 500)
+    per_block = 500 * rows * 8 + 500 * 500 * 4 + 2 * 500 * 500 * 4  # cap at the block size
     assert m["solve"] == (3 * panel + threads * min(WORKER_BYTES, blocks * per_block)
-                          + 5 * 5 * p + blocks * cap * (8 * 5 + 4) + 24 * p)
-    assert m["peak"] == base + max(m["gradients"], m["solve"])
-    ram = sp.memory_parts(p, k, rows, 4, "ram", False, 500, chunk, tile, panel, threads, base)
-    assert ram["store"] == rows * p * 4
+                          + 5 * (5 * p + 8 * k) + 3 * (4 * p + 8 * k)
+                          + blocks * 500 * (8 * 5 + 4) + 24 * p)
+    assert m["evaluation"] == ev + 8 * p
+    assert m["guard"] == 2048 * sample + ev + 12 * p
+    assert m["peak"] == base + max(8 * p + max(m["gradients"], m["solve"], m["evaluation"]),
+                                   m["guard"])
+    ram = sp.memory_parts(p, k, rows, 4, "ram", False, 500, chunk, tile, panel, threads, base,
+                          guard=False)
+    assert ram["store"] == rows * p * 4 and ram["guard"] == 0
     assert ram["solve"] == 3 * 8 * rows * rows + 32 * k
-    assert ram["peak"] == base + rows * p * 4 + max(ram["gradients"], ram["solve"])
+    assert ram["peak"] == base + rows * p * 4 + 8 * p + max(ram["gradients"], ram["solve"])
+    # a huge guard chunk (large inputs) can be the peak on its own
+    img = sp.memory_parts(p, k, rows, 2, "disk", True, 500, chunk, tile, panel, threads, base,
+                          sample_bytes=4 << 20)
+    assert img["peak"] == base + img["guard"]
 
 
 def test_choices_follow_the_memory():

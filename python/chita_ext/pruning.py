@@ -331,7 +331,9 @@ def prune(model, loss_fn, data, sparsity, *, method: str = "bso", stages="auto",
                           batch_rows=batch_rows, dtype=dtype, out=out, method=method,
                           threads=resolve_threads(threads), options=scale,
                           row_bytes=measure_row_bytes(model, loss_fn, sel, *held)
-                          if sel.p >= SCALE_MIN_P else None)
+                          if sel.p >= SCALE_MIN_P else None,
+                          sample_bytes=held[0][0].nbytes + held[1][0].nbytes,
+                          guard=guard)
         dtype = plan.dtype
     elif dtype == "auto":
         dtype = "float32"

@@ -13,12 +13,15 @@ a :class:`ScalePlan`:
 - **block approximation**: from ``BLOCK_MIN_P`` weights on, or whenever the store is on
   disk (the exact solver needs A in RAM).
 
-Peak RSS (bytes) is then estimated as (an estimate, 11% low on ResNet50; see
-:meth:`ScalePlan.memory` and docs/pruning.md, "Large models")::
+Peak RSS (bytes) is then bounded as (each phase measured against it with
+``CHITA_TRACE_RSS=1``, see :mod:`chita_ext.rss_trace`; :meth:`ScalePlan.memory` and
+docs/pruning.md, "Large models")::
 
-    peak = base + store_ram + max(gradient phase, solve phase)
-    gradient phase = 1.5 x chunk (activations, scratch, output gradients) + tile + 8 p
-    solve phase    = panels + threads * batch + lam window (5 p per lam) + paths + 24 p
+    peak = base + max(store_ram + 8 p + max(gradients, solve, evaluation), guard)
+    gradients  = 1.5 x chunk (activations, scratch, output gradients) + tile + 8 p
+    solve      = panels + threads * batch + lam window + held candidates + paths + 24 p
+    evaluation = evaluation forwards (eval_batch samples, inside the chunk) + 8 p
+    guard      = a chunk of fresh samples + evaluation forwards + 12 p
 
 with ``base`` the process before the first stage (torch, model, held-out samples).
 """
@@ -161,6 +164,8 @@ class ScalePlan:
     active: bool             # prune() takes the planned path (large p, disk, blocks)
     eval_batch: int = EVAL_BATCH  # samples per forward of evaluations (inside the chunk)
     eval_mem: int = 0        # bytes those forwards may hold (eval_batch x one sample's row)
+    sample_bytes: int = 0    # bytes of one training sample (inputs and target)
+    guard: bool = True       # the final guard runs (its chunk of fresh samples counts)
     reasons: list = field(default_factory=list)
 
     @property
@@ -177,7 +182,9 @@ class ScalePlan:
         dtype, store = dtype or self.dtype, store or self.store
         return memory_parts(self.p, self.k, self.rows, 4 if dtype == "float32" else 2,
                             store, self.block, self.block_size, self.chunk_mem,
-                            self.tile_bytes, self.panel_bytes, self.threads, self.base_rss)
+                            self.tile_bytes, self.panel_bytes, self.threads, self.base_rss,
+                            eval_mem=self.eval_mem, sample_bytes=self.sample_bytes,
+                            guard=self.guard)
 
     def describe(self) -> dict:
         """JSON-ready summary (what PruneResult.report() records)."""
@@ -201,11 +208,14 @@ class ScalePlan:
 
 
 def memory_parts(p, k, rows, itemsize, store, block, block_size, chunk_mem, tile_bytes,
-                 panel_bytes, threads, base_rss) -> dict:
+                 panel_bytes, threads, base_rss, eval_mem=0, sample_bytes=0,
+                 guard=True) -> dict:
     """The peak-RSS formula, part by part (bytes).
 
     - ``store``: rows x p x itemsize when in RAM, else 0 (a disk store's pages are read
       with file I/O and dropped);
+    - ``vectors``: 8 p held through every stage (the stage's float32 w_bar and, with the
+      guard, the dense weights it compares against);
     - ``gradients``: 1.5 x the chunk (its activations and one layer's scratch, as the
       per-sample engine measures them on two samples; the half on top covers the output
       gradients autograd holds during the backward), the RAM tile of a disk store
@@ -213,30 +223,42 @@ def memory_parts(p, k, rows, itemsize, store, block, block_size, chunk_mem, tile
       accumulator (8 p);
     - ``solve``: block approximation: panels (3 for a disk store: one staged, two
       assembled; 0 in RAM), ``threads`` batches of blocks (``block_solver.WORKER_BYTES``
-      each), the lam window (5 lam x 5 p bytes: weights and support), the paths (blocks x
-      cap x 8 per lam + 4) and 24 p of vectors (w_bar, alpha in float64, masks);
-      exact solver: three n x n float64 matrices and 32 k;
-    - ``peak`` = base + store + max(gradients, solve).
+      each), the lam window being solved (5 lam x (5 p + 8 k): weights, support mask and
+      indices) and the 3 candidates the search still holds (3 x (4 p + 8 k)), the paths
+      (blocks x cap x (8 x 5 + 4), with the cap at its largest, the block size: a block
+      reaches past what magnitude pruning keeps in it) and 24 p of vectors (w_bar, alpha
+      in float64, masks); exact solver: three n x n float64 matrices and 32 k;
+    - ``evaluation``: the evaluation forwards (``eval_mem``: the plan's ``eval_batch``
+      samples of one row's bytes) and 8 p for the candidate being evaluated;
+    - ``guard`` (after the last stage, the store freed): one chunk of fresh samples
+      (``final_guard.GUARD_CHUNK`` x ``sample_bytes``), the evaluation forwards and 12 p
+      (dense, pruned and magnitude-pruned weights);
+    - ``peak`` = base + max(store + vectors + max(gradients, solve, evaluation), guard).
     """
-    from .block_paths import path_cap
     from .block_solver import WORKER_BYTES
+    from .final_guard import GUARD_CHUNK
     store_ram = rows * p * itemsize if store == "ram" else 0
     tile = min(tile_bytes, rows * p * itemsize) if store == "disk" else 0
     tile = max(tile, p * itemsize) if store == "disk" else 0
+    vectors = 8 * p
     grads = int(1.5 * chunk_mem) + tile + 8 * p
     if block:
         lams = 5
         blocks = -(-p // block_size)
-        cap = path_cap(block_size, k / p)
+        cap = block_size
         panels = 3 * min(panel_bytes, rows * p * itemsize) if store == "disk" else 0
         per_block = block_size * rows * 8 + block_size * block_size * 4 + 2 * cap * block_size * 4
         batch = min(WORKER_BYTES, blocks * per_block)
-        solve = (panels + threads * batch + lams * 5 * p
+        solve = (panels + threads * batch + lams * (5 * p + 8 * k) + 3 * (4 * p + 8 * k)
                  + blocks * cap * (8 * lams + 4) + 24 * p)
     else:
         solve = 3 * 8 * rows * rows + 32 * k
-    return {"base": base_rss, "store": store_ram, "gradients": grads, "solve": solve,
-            "peak": base_rss + store_ram + max(grads, solve)}
+    evaluation = int(eval_mem) + 8 * p
+    guard_part = (GUARD_CHUNK * int(sample_bytes) + int(eval_mem) + 12 * p) if guard else 0
+    stage = store_ram + vectors + max(grads, solve, evaluation)
+    return {"base": base_rss, "store": store_ram, "vectors": vectors, "gradients": grads,
+            "solve": solve, "evaluation": evaluation, "guard": guard_part,
+            "peak": base_rss + max(stage, guard_part)}
 
 
 def _check_options(options):
@@ -257,7 +279,8 @@ def _check_options(options):
 
 def plan_scale(p: int, k: int, *, n_samples=None, batch_rows=None, dtype="auto", out=None,
                method: str = "bso", threads: int = 1, options=None, row_bytes=None,
-               available=None, free_disk=None, base_rss=None) -> ScalePlan:
+               available=None, free_disk=None, base_rss=None, sample_bytes: int = 0,
+               guard: bool = True) -> ScalePlan:
     """Choose the store, its dtype, the chunk budget and the solver for one prune() call.
 
     Parameters
@@ -283,6 +306,11 @@ def plan_scale(p: int, k: int, *, n_samples=None, batch_rows=None, dtype="auto",
         Overrides (``prune(scale=...)``): ``ram_budget`` (bytes the plan may use),
         ``store`` ("ram"/"disk"), ``block`` (bool), ``block_size``, ``scratch`` (directory
         of temporary stores), ``chunk_bytes``, ``panel_bytes``, ``tile_bytes``.
+    sample_bytes : int
+        Bytes of one training sample (inputs and target): the final guard holds a chunk
+        of them.
+    guard : bool
+        Whether prune() runs the final guard.
     available, free_disk, base_rss : int, optional
         Measured figures (for tests); default: :func:`memory_available`,
         :func:`disk_free` of the store's directory, :func:`current_rss`.
@@ -330,14 +358,15 @@ def plan_scale(p: int, k: int, *, n_samples=None, batch_rows=None, dtype="auto",
                      threads=max(1, int(threads)), chunk_mem=chunk_mem,
                      available=available, budget=budget,
                      disk_free=free, base_rss=base_rss, active=active,
-                     eval_batch=eval_batch, eval_mem=eval_mem, reasons=reasons)
+                     eval_batch=eval_batch, eval_mem=eval_mem,
+                     sample_bytes=int(sample_bytes), guard=bool(guard), reasons=reasons)
     if block_opt is None and plan.block:
         reasons.append(f"p = {p:,} >= {BLOCK_MIN_P:,}: block approximation "
                        f"(blocks of {plan.block_size})")
 
     def fits_ram(dt):
         m = plan.memory(dtype=dt, store="ram")
-        return m["store"] + max(m["gradients"], m["solve"]) <= budget
+        return m["peak"] - m["base"] <= budget
 
     dtypes = ("float32", "bfloat16") if dtype == "auto" else (dtype,)
     want = opt.get("store")
@@ -369,12 +398,12 @@ def plan_scale(p: int, k: int, *, n_samples=None, batch_rows=None, dtype="auto",
                 "disk, or scale={'scratch': DIR}")
         chosen = (dt, "disk")
         m32 = plan.memory(dtype="bfloat16" if dt == "bfloat16" else "float32", store="ram")
-        reasons.append(f"{dt} store in RAM would need {(m32['store'] + max(m32['gradients'], m32['solve'])) / GiB:.1f}"
+        reasons.append(f"{dt} store in RAM would need {(m32['peak'] - m32['base']) / GiB:.1f}"
                        f" GB > budget {budget / GiB:.1f} GB: {dt} on disk ({need / GiB:.1f} GB)"
                        if want != "disk" else f"store on disk ({need / GiB:.1f} GB)")
     elif chosen[0] == "bfloat16" and dtype == "auto":
         m = plan.memory(dtype="float32", store="ram")
-        reasons.append(f"float32 store + working set {(m['store'] + max(m['gradients'], m['solve'])) / GiB:.1f} GB"
+        reasons.append(f"float32 store + working set {(m['peak'] - m['base']) / GiB:.1f} GB"
                        f" > budget {budget / GiB:.1f} GB: bfloat16 in RAM")
     plan.dtype, plan.store = chosen
     if plan.store == "disk" and not plan.block:

@@ -62,10 +62,10 @@ def tempered(loss_fn, temperature: float):
 
 
 @torch.no_grad()
-@torch.no_grad()
 def logits(model, x, batch: int = 256) -> torch.Tensor:
     """The model's outputs on ``x`` in eval mode, without autograd, ``batch`` at a time
-    (a graph over hundreds of large-model samples would hold their activations)."""
+    (one forward over hundreds of large-model samples would hold gigabytes of
+    activations)."""
     was = model.training
     model.eval()
     try:

@@ -56,11 +56,13 @@ def psd_cholesky(H: torch.Tensor, scale=None) -> torch.Tensor:
 
 
 def path_cap(size: int, share: float, mp_kept: int = 0) -> int:
-    """How far a block's path goes: a little past the larger of its proportional share of
-    the budget and what magnitude pruning keeps in it (twice that plus 16), at most the
+    """How far a block's path goes: past twice its proportional share of the budget and
+    past what magnitude pruning keeps in it (the larger of the two, plus 16), at most the
     block's size. Without the second term a block of large weights could not keep what
-    magnitude pruning keeps (at a large lam the solution tends to magnitude pruning's)."""
-    return int(min(size, 2 * max(math.ceil(share * size), int(mp_kept)) + 16))
+    magnitude pruning keeps (at a large lam the solution tends to magnitude pruning's);
+    it is not doubled because a path's cost grows with its length squared (ResNet50 at
+    random init: 1.4x the greedy work of the share alone, against 3x doubled)."""
+    return int(min(size, max(2 * math.ceil(share * size), int(mp_kept)) + 16))
 
 
 def gram(X: torch.Tensor) -> torch.Tensor:

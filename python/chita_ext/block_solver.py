@@ -13,7 +13,7 @@ shorter). For a window of lam values:
    summed over blocks, so the *full* objective (not only the block-diagonal one) of each
    lam's solution and of magnitude pruning is known exactly at the end.
 
-Nothing is iterated to a tolerance: a path stops at its cap (twice the larger of the
+Nothing is iterated to a tolerance: a path stops at its cap (the larger of twice the
 block's share of the budget and what magnitude pruning keeps in it, plus 16, at most the
 block); blocks whose whole path was taken
 (``saturated``) are counted and reported, so a cap that binds is visible.

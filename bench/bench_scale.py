@@ -7,8 +7,10 @@ and fits the stages to the 300 s budget. Reported per net:
 
 - wall time split by phase (``result.timings``: gradients, solve, held-out evaluations of
   the lam search, guard, BatchNorm; "other" is planning, probes and bookkeeping);
-- peak RSS: ``ru_maxrss`` and the largest VmRSS of a 0.2 s sampler thread, next to the
-  planner's prediction (``result.scale["predicted_peak_gb"]``, docs/pruning.md);
+- peak RSS: the kernel's high-water mark (``ru_maxrss``; run with ``CHITA_TRACE_RSS=1``
+  for the peak of each phase, whose largest is then the high-water mark) and the largest
+  VmRSS of a 0.2 s sampler thread, next to the planner's bound
+  (``result.scale["predicted_peak_gb"]`` and its parts, docs/pruning.md);
 - bytes of A, where it was kept, and the block passes;
 - the solver's FULL objective ``1/2||A (w - w_bar)||^2 + lam/2||w - w_bar||^2`` against
   magnitude pruning's on the same A and lam (both computed in the solve pass, exactly).
@@ -127,12 +129,19 @@ def _fmt(v):
     return "n/a" if v is None else f"{v:.5g}"
 
 
+def _high_water(r):
+    """The kernel's peak RSS: the largest phase peak under CHITA_TRACE_RSS=1 (which resets
+    the high-water mark, so ru_maxrss then only covers the last phase), else ru_maxrss."""
+    traced = r.get("measured_peak_gb")
+    return max(traced.values()) if traced else r["peak_rss_gb"]
+
+
 def to_markdown(rows, cmd):
     out = ["# prune() at paper scale: MobileNetV1 and ResNet50, 90% sparsity, defaults", "",
            f"`{cmd}`", "", f"Machine: {describe()}; torch {torch.__version__}, "
            f"{torch.get_num_threads()} threads.", "",
            "| net | p | samples (rows x m) | A | stages | wall s | gradients s | solve s | "
-           "lam search s | guard s | bn s | other s | peak RSS GB (ru_maxrss / sampled / "
+           "lam search s | guard s | bn s | other s | peak RSS GB (high-water / sampled / "
            "predicted) | objective | MP objective | obj / MP | load start/end |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -142,7 +151,7 @@ def to_markdown(rows, cmd):
             f"| {r['net']} | {r['p']:,} | {r['n_samples']} ({r['rows']} x {r['batch_rows']}) | "
             f"{r['A_gb']} GB {r['store']} | {r['stages']} | {r['wall_s']} | {ph['gradients']} | "
             f"{ph['solve']} | {ph['lam_search']} | {ph['guard']} | {ph['bn']} | {ph['other']} | "
-            f"{r['peak_rss_gb']} / {r['sampled_rss_gb']} / {r['predicted_peak_gb']} | "
+            f"{_high_water(r)} / {r['sampled_rss_gb']} / {r['predicted_peak_gb']} | "
             f"{r['objective']:.6g} | {r['mp_objective']:.6g} | {ratio:.3f} | "
             f"{r['load_start']} / {r['load_end']} |")
     out.append("")
@@ -151,7 +160,9 @@ def to_markdown(rows, cmd):
                    f"block {r['block']}, block-diagonal objective {r['block_objective']:.6g}, "
                    f"held-out loss {r['heldout_loss']:.5g} (MP {_fmt(r['mp_heldout_loss'])}), "
                    f"winner {r['winner']}, guard {r['guard']}; planner: {'; '.join(r['reasons'])}; "
-                   f"overrides of prune()'s defaults: {r['overrides'] or 'none'}; nice {r['nice']}")
+                   f"overrides of prune()'s defaults: {r['overrides'] or 'none'}; nice {r['nice']}"
+                   + (f"; measured peak RSS per phase (GB) {r['measured_peak_gb']}, predicted "
+                      f"parts (GB) {r['predicted_parts_gb']}" if r.get("measured_peak_gb") else ""))
     return "\n".join(out) + "\n"
 
 

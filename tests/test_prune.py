@@ -161,7 +161,7 @@ def test_bn_recalibration_kept_only_when_it_helps(trained, monkeypatch):
     model = SmallCNN(8, channels=(4, 8)).eval()
     bn = model.features[1]
 
-    def harmful(model, data, n_samples, stream):  # statistics that ruin the network
+    def harmful(model, data, n_samples, batch, stream):  # statistics that ruin the network
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.fill_(float("nan"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from . import rss_trace
+from ._malloc import release_free_memory
 from .block_solver import BlockSolver, columns_of
 from .gradients import collect_gradients
 from .lam_search import REL_BOUNDS, LamChoice, grid_index, grid_value, search_grid, search_lam
@@ -24,9 +25,13 @@ def collect_for_stage(ctx, grad_loss, stage: int):
     kw = dict(params=ctx.sel, dtype=plan.dtype, batch_rows=ctx.batch_rows,
               max_chunk_bytes=plan.chunk_bytes, stream=ctx.stream, progress=ctx.progress)
     if plan.store == "disk":
-        return collect_tiled(ctx.model, grad_loss, ctx.data, ctx.n_samples,
-                             plan.scratch_file(stage), tile_bytes=plan.tile_bytes, **kw)
-    return collect_gradients(ctx.model, grad_loss, ctx.data, ctx.n_samples, out=ctx.out, **kw)
+        store = collect_tiled(ctx.model, grad_loss, ctx.data, ctx.n_samples,
+                              plan.scratch_file(stage), tile_bytes=plan.tile_bytes, **kw)
+    else:
+        store = collect_gradients(ctx.model, grad_loss, ctx.data, ctx.n_samples, out=ctx.out,
+                                  **kw)
+    release_free_memory()  # the chunks' activations and scratch, freed
+    return store
 
 
 def release(store) -> None:
@@ -34,6 +39,7 @@ def release(store) -> None:
     close = getattr(store, "close", None)
     if close is not None:
         close()
+    release_free_memory()
 
 
 def _window(rel, solved, offsets):
@@ -79,6 +85,7 @@ def block_lam_search(ctx, store, w_bar, k, timings, start_rel, info) -> LamChoic
             with rss_trace.phase("solve"):
                 results = solver.solve_window([r * scale for r in window],
                                               centre=rel * scale)
+            release_free_memory()  # the passes' block batches and scores, freed
             solve_seconds[0] += time.perf_counter() - t1
             for r, res in zip(window, results):
                 cache[grid_index(r)] = (r, res)

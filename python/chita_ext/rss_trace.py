@@ -36,16 +36,21 @@ def enabled() -> bool:
     return _state["on"]
 
 
-def _hwm() -> int:
-    """The kernel's high-water mark of this process's RSS (VmHWM), bytes; 0 if unknown."""
+def status_bytes(key: str) -> int:
+    """A size line of /proc/self/status (``"VmRSS"``, ``"VmHWM"``), bytes; 0 if unknown."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def _hwm() -> int:
+    """The kernel's high-water mark of this process's RSS."""
+    return status_bytes("VmHWM")
 
 
 def _reset() -> None:

@@ -33,6 +33,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from .rss_trace import status_bytes
+
 SCALE_MIN_P = 2_000_000   # from here on: the paper's rows, the planner's choices matter
 BLOCK_MIN_P = 2_000_000   # the block approximation by default from here on
 PAPER_ROWS, PAPER_BATCH_ROWS = 500, 16
@@ -96,14 +98,7 @@ def memory_available() -> int:
 
 def current_rss() -> int:
     """Resident set size of this process now (VmRSS), bytes."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return status_bytes("VmRSS")
 
 
 def disk_free(path) -> int:

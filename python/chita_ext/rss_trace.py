@@ -68,12 +68,15 @@ def _credit(name: str) -> None:
 @contextmanager
 def phase(name: str):
     """Record the peak RSS while the block runs under ``name`` (outermost phases only)."""
-    if not _state["on"] or _state["depth"]:
-        _state["depth"] += _state["on"]
+    if not _state["on"]:
+        yield
+        return
+    if _state["depth"]:  # inside another phase: it is credited to the outer one
+        _state["depth"] += 1
         try:
             yield
         finally:
-            _state["depth"] -= _state["on"]
+            _state["depth"] -= 1
         return
     _credit("other")
     _reset()
